@@ -1,0 +1,31 @@
+# closurefs — see README.md.
+GO ?= go
+export PATH := $(PATH):/usr/local/go/bin
+BIN := bin/closurefs
+TESTFLAGS ?= -timeout 14m
+
+.PHONY: all deps build demo test vet bench fuzz clean
+
+all: build
+
+deps:
+	@sh scripts/deps.sh
+
+build:
+	$(GO) build -trimpath -o $(BIN) ./cmd/closurefs
+
+demo: deps build
+	@sh scripts/demo.sh
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
+
+test: deps vet
+	$(GO) test $(TESTFLAGS) ./...
+
+bench: deps build
+	@sh scripts/bench.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,74 @@
+// Package image holds what the erofs and squashfs packages share: the read
+// interface every image reader implements, and the Tree model every image
+// writer consumes.
+package image
+
+import (
+	"io"
+	"io/fs"
+	"syscall"
+	"time"
+)
+
+// FS is the read interface implemented by every image reader. It is the
+// seam between image formats and their users (NAR hashing, verification,
+// FUSE): a directory on disk, via os.DirFS, satisfies the embedded
+// interfaces too, and InodeOf recovers its inode data.
+//
+// Files returned by Open for regular files implement io.ReaderAt.
+// FileInfo.Sys of every entry returns *Inode.
+type FS interface {
+	fs.ReadDirFS
+	fs.StatFS
+	fs.ReadLinkFS
+}
+
+// XattrFS is implemented by readers that expose extended attributes.
+type XattrFS interface {
+	// Xattrs returns the extended attributes of name (not following a
+	// final symlink), sorted by key.
+	Xattrs(name string) ([]Xattr, error)
+}
+
+// Xattr is one extended attribute.
+type Xattr struct {
+	Key   string // full name, e.g. "user.foo" or "security.capability"
+	Value []byte
+}
+
+// Inode is the metadata an image keeps for an entry beyond fs.FileInfo.
+// Image readers return it from FileInfo.Sys.
+type Inode struct {
+	Ino   uint64 // inode number as stored in (or derived from) the image
+	Nlink uint32
+	UID   uint32
+	GID   uint32
+	Rdev  uint64 // device number for character and block devices
+	Mtime time.Time
+}
+
+// InodeOf returns the inode data of fi, which may come from an image reader
+// (Sys is *Inode) or from the operating system (Sys is *syscall.Stat_t).
+// ok is false if fi carries neither.
+func InodeOf(fi fs.FileInfo) (ino Inode, ok bool) {
+	switch s := fi.Sys().(type) {
+	case *Inode:
+		return *s, true
+	case *syscall.Stat_t:
+		return Inode{
+			Ino:   s.Ino,
+			Nlink: uint32(s.Nlink),
+			UID:   s.Uid,
+			GID:   s.Gid,
+			Rdev:  s.Rdev,
+			Mtime: time.Unix(s.Mtim.Sec, s.Mtim.Nsec),
+		}, true
+	}
+	return Inode{}, false
+}
+
+// ReaderAtFile is a regular file opened from an FS.
+type ReaderAtFile interface {
+	fs.File
+	io.ReaderAt
+}
