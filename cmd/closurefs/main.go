@@ -58,6 +58,7 @@ func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code
 func commands() []*command {
 	cmds := []*command{
 		versionCommand(),
+		snapshotCommand(),
 	}
 	cmds = append(cmds, closureCommands()...)
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })

@@ -1,0 +1,539 @@
+package image
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// RegistrationName is the file at the image root that holds the closure's
+// registration when Options.Registration is set, as nixpkgs' make-squashfs
+// and make-disk-image write it.
+const RegistrationName = "nix-path-registration"
+
+// Node is one entry of a Tree.
+type Node struct {
+	// Name is the entry's base name; "" for the root.
+	Name string
+	// Parent is the directory holding the node; nil for the root.
+	Parent *Node
+	// Mode holds the type bits and permissions (including setuid, setgid
+	// and sticky bits) as in fs.FileMode.
+	Mode fs.FileMode
+	// Size is the content length of a regular file, the target length of
+	// a symlink and 0 otherwise.
+	Size int64
+	// Target is a symlink's target.
+	Target string
+	// Children are a directory's entries, sorted by byte order of Name.
+	Children []*Node
+	// UID and GID own the node.
+	UID, GID uint32
+	// Mtime is the modification time in seconds since the epoch.
+	Mtime int64
+	// Rdev is the device number of a character or block device.
+	Rdev uint64
+	// Nlink is the link count as the image should record it: for a
+	// directory 2 plus its subdirectories; for other nodes the number of
+	// tree entries that share it (1 unless hard links are kept).
+	Nlink uint32
+	// Link, when hard links are kept, points from the second and later
+	// entries of one inode to the first one in walk order, whose inode
+	// the image should reuse. It is nil for the first entry.
+	Link *Node
+	// Same points from a regular file to the first file in walk order with
+	// identical content (size and SHA-256), when that is another node, so
+	// that writers can store the data once. Nil when the content is unique
+	// or the node is the first of its kind, and nil when Link is set.
+	Same *Node
+	// Digest is the SHA-256 of a regular file's content, set only when
+	// HasDigest is true (files whose size matches another file's size).
+	Digest    [32]byte
+	HasDigest bool
+	// Source is the path on disk to read a regular file's content from.
+	// Data is used instead when Source is "".
+	Source string
+	// Data is the content of a regular file that does not come from disk.
+	Data []byte
+	// Xattrs are the node's extended attributes, sorted by key.
+	Xattrs []Xattr
+
+	// devIno identifies the source inode (for hard links and hashing once).
+	dev, ino uint64
+}
+
+// IsDir, IsRegular and IsSymlink report the node's type.
+func (n *Node) IsDir() bool { return n.Mode.IsDir() }
+
+// IsRegular reports whether n is a regular file.
+func (n *Node) IsRegular() bool { return n.Mode.IsRegular() }
+
+// IsSymlink reports whether n is a symbolic link.
+func (n *Node) IsSymlink() bool { return n.Mode&fs.ModeSymlink != 0 }
+
+// Path returns the node's slash-separated path from the tree root, "." for
+// the root.
+func (n *Node) Path() string {
+	if n.Parent == nil {
+		return "."
+	}
+	var parts []string
+	for m := n; m.Parent != nil; m = m.Parent {
+		parts = append(parts, m.Name)
+	}
+	for i, j := 0, len(parts)-1; i < j; i, j = i+1, j-1 {
+		parts[i], parts[j] = parts[j], parts[i]
+	}
+	return strings.Join(parts, "/")
+}
+
+// File is the content of a regular file opened for reading.
+type File interface {
+	io.Reader
+	io.ReaderAt
+	io.Closer
+}
+
+type memFile struct{ *bytes.Reader }
+
+func (memFile) Close() error { return nil }
+
+// Open opens a regular file's content.
+func (n *Node) Open() (File, error) {
+	if !n.IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", n.Path())
+	}
+	if n.Source == "" {
+		return memFile{bytes.NewReader(n.Data)}, nil
+	}
+	f, err := os.Open(n.Source)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// Tree is a directory tree to be written into an image: walked once,
+// entries sorted by byte order, with hard-link identity and content
+// digests for deduplication.
+type Tree struct {
+	Root *Node
+	// Stats counts the tree's entries.
+	Stats Stats
+}
+
+// Stats counts a tree's entries and content.
+type Stats struct {
+	Dirs, Files, Symlinks, Others int
+	// Bytes is the total size of regular files, counting each hard-linked
+	// inode once.
+	Bytes int64
+	// StorePaths is the number of top-level store paths, for trees built
+	// by FromStorePaths.
+	StorePaths int
+}
+
+// Options control how a Tree is built.
+type Options struct {
+	// AllRoot makes every entry owned by uid 0 and gid 0.
+	AllRoot bool
+	// KeepMtime keeps the source's modification times; otherwise every
+	// entry gets Mtime.
+	KeepMtime bool
+	// Mtime is the modification time given to every entry unless
+	// KeepMtime is set.
+	Mtime int64
+	// KeepHardLinks keeps hard links between files of the tree; by default
+	// they are dereferenced (each entry its own inode) and identical
+	// contents are found by digest instead, so an optimised store and a
+	// plain one give the same tree.
+	KeepHardLinks bool
+	// Registration, when non-nil, is added at the root as
+	// RegistrationName (mode 0444).
+	Registration []byte
+	// RootMode is the root directory's permission bits for FromStorePaths
+	// (default 0755).
+	RootMode fs.FileMode
+	// Jobs is the number of files hashed in parallel (default: number of
+	// CPUs).
+	Jobs int
+	// Xattrs reads extended attributes from the source (off by default:
+	// store paths carry none).
+	Xattrs bool
+}
+
+// FromStorePaths builds a tree whose root holds the given store paths by
+// base name, read from disk. The paths must lie directly in one directory
+// (the store dir, or the physical directory of a chroot store) and are
+// sorted and deduplicated.
+func FromStorePaths(paths []string, opts Options) (*Tree, error) {
+	b := newBuilder(opts)
+	mode := opts.RootMode
+	if mode == 0 {
+		mode = 0o755
+	}
+	root := &Node{Mode: fs.ModeDir | mode, Mtime: opts.Mtime}
+	seen := make(map[string]bool)
+	sorted := append([]string(nil), paths...)
+	sort.Slice(sorted, func(i, j int) bool { return filepath.Base(sorted[i]) < filepath.Base(sorted[j]) })
+	for _, p := range sorted {
+		name := filepath.Base(p)
+		if seen[name] {
+			continue
+		}
+		if name == RegistrationName && opts.Registration != nil {
+			return nil, fmt.Errorf("%s: conflicts with the registration file's name", p)
+		}
+		seen[name] = true
+		n, err := b.walk(p, name, root)
+		if err != nil {
+			return nil, err
+		}
+		root.Children = append(root.Children, n)
+	}
+	if opts.Registration != nil {
+		root.Children = append(root.Children, &Node{
+			Name: RegistrationName, Parent: root, Mode: 0o444,
+			Size: int64(len(opts.Registration)), Data: opts.Registration,
+			Mtime: opts.Mtime, Nlink: 1,
+		})
+		sortChildren(root)
+	}
+	t := &Tree{Root: root}
+	if err := b.finish(t); err != nil {
+		return nil, err
+	}
+	t.Stats.StorePaths = len(seen)
+	return t, nil
+}
+
+// FromDir builds a tree of the directory dir and everything below it.
+func FromDir(dir string, opts Options) (*Tree, error) {
+	b := newBuilder(opts)
+	root, err := b.walk(dir, "", nil)
+	if err != nil {
+		return nil, err
+	}
+	if !root.IsDir() {
+		return nil, fmt.Errorf("%s: not a directory", dir)
+	}
+	if opts.Registration != nil {
+		if _, ok := root.Child(RegistrationName); ok {
+			return nil, fmt.Errorf("%s: already holds %s", dir, RegistrationName)
+		}
+		root.Children = append(root.Children, &Node{
+			Name: RegistrationName, Parent: root, Mode: 0o444,
+			Size: int64(len(opts.Registration)), Data: opts.Registration,
+			Mtime: opts.Mtime, Nlink: 1,
+		})
+		sortChildren(root)
+	}
+	t := &Tree{Root: root}
+	return t, b.finish(t)
+}
+
+// Child returns the child of directory n named name.
+func (n *Node) Child(name string) (*Node, bool) {
+	i := sort.Search(len(n.Children), func(i int) bool { return n.Children[i].Name >= name })
+	if i < len(n.Children) && n.Children[i].Name == name {
+		return n.Children[i], true
+	}
+	return nil, false
+}
+
+// Lookup returns the node at the slash-separated path p below the root.
+func (t *Tree) Lookup(p string) (*Node, bool) {
+	n := t.Root
+	p = path.Clean(p)
+	if p == "." || p == "/" {
+		return n, true
+	}
+	for _, part := range strings.Split(strings.TrimPrefix(p, "/"), "/") {
+		c, ok := n.Child(part)
+		if !ok {
+			return nil, false
+		}
+		n = c
+	}
+	return n, true
+}
+
+// Walk calls fn for every node in depth-first pre-order, children in byte
+// order: the order writers lay out the image in. If fn returns
+// fs.SkipDir for a directory, its children are skipped.
+func (t *Tree) Walk(fn func(n *Node) error) error {
+	return walkNode(t.Root, fn)
+}
+
+func walkNode(n *Node, fn func(n *Node) error) error {
+	if err := fn(n); err != nil {
+		if err == fs.SkipDir && n.IsDir() {
+			return nil
+		}
+		return err
+	}
+	for _, c := range n.Children {
+		if err := walkNode(c, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Files returns the regular files in walk order.
+func (t *Tree) Files() []*Node {
+	var files []*Node
+	t.Walk(func(n *Node) error {
+		if n.IsRegular() {
+			files = append(files, n)
+		}
+		return nil
+	})
+	return files
+}
+
+func sortChildren(n *Node) {
+	sort.Slice(n.Children, func(i, j int) bool { return n.Children[i].Name < n.Children[j].Name })
+}
+
+type devIno struct{ dev, ino uint64 }
+
+type builder struct {
+	opts  Options
+	links map[devIno]*Node // first node of each multiply linked inode
+}
+
+func newBuilder(opts Options) *builder {
+	return &builder{opts: opts, links: make(map[devIno]*Node)}
+}
+
+// walk builds the node for the file at p, named name, below parent.
+func (b *builder) walk(p, name string, parent *Node) (*Node, error) {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return nil, err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil, fmt.Errorf("%s: no inode data", p)
+	}
+	n := &Node{
+		Name:   name,
+		Parent: parent,
+		Mode:   fi.Mode(),
+		UID:    st.Uid,
+		GID:    st.Gid,
+		Mtime:  b.opts.Mtime,
+		Nlink:  1,
+		dev:    st.Dev,
+		ino:    st.Ino,
+	}
+	if b.opts.KeepMtime {
+		n.Mtime = st.Mtim.Sec
+	}
+	if b.opts.AllRoot {
+		n.UID, n.GID = 0, 0
+	}
+	if b.opts.Xattrs {
+		if n.Xattrs, err = readXattrs(p); err != nil {
+			return nil, err
+		}
+	}
+	switch {
+	case fi.Mode().IsRegular():
+		n.Size = fi.Size()
+		n.Source = p
+		if b.opts.KeepHardLinks && st.Nlink > 1 {
+			k := devIno{st.Dev, st.Ino}
+			if first, ok := b.links[k]; ok {
+				n.Link = first
+				first.Nlink++
+			} else {
+				b.links[k] = n
+			}
+		}
+	case fi.Mode()&fs.ModeSymlink != 0:
+		if n.Target, err = os.Readlink(p); err != nil {
+			return nil, err
+		}
+		n.Size = int64(len(n.Target))
+	case fi.IsDir():
+		ents, err := os.ReadDir(p)
+		if err != nil {
+			return nil, err
+		}
+		// os.ReadDir sorts by name (byte order).
+		n.Nlink = 2
+		n.Children = make([]*Node, 0, len(ents))
+		for _, e := range ents {
+			c, err := b.walk(filepath.Join(p, e.Name()), e.Name(), n)
+			if err != nil {
+				return nil, err
+			}
+			if c.IsDir() {
+				n.Nlink++
+			}
+			n.Children = append(n.Children, c)
+		}
+	case fi.Mode()&(fs.ModeDevice|fs.ModeCharDevice) != 0:
+		n.Rdev = st.Rdev
+	}
+	return n, nil
+}
+
+// finish counts the tree, sets root nlink, and digests files whose size
+// collides with another file's size to find identical contents.
+func (b *builder) finish(t *Tree) error {
+	root := t.Root
+	root.Nlink = 2
+	for _, c := range root.Children {
+		if c.IsDir() {
+			root.Nlink++
+		}
+	}
+	bySize := make(map[int64][]*Node)
+	var order []*Node
+	t.Walk(func(n *Node) error {
+		switch {
+		case n.IsDir():
+			t.Stats.Dirs++
+		case n.IsSymlink():
+			t.Stats.Symlinks++
+		case n.IsRegular():
+			t.Stats.Files++
+			if n.Link == nil {
+				t.Stats.Bytes += n.Size
+				if n.Size > 0 {
+					if len(bySize[n.Size]) == 0 {
+						order = append(order, n)
+					}
+					bySize[n.Size] = append(bySize[n.Size], n)
+				}
+			}
+		default:
+			t.Stats.Others++
+		}
+		return nil
+	})
+	// Hash every file that shares its size with another, once per source
+	// inode.
+	var todo []*Node
+	for _, first := range order {
+		if group := bySize[first.Size]; len(group) > 1 {
+			todo = append(todo, group...)
+		}
+	}
+	if err := hashAll(todo, b.opts.Jobs); err != nil {
+		return err
+	}
+	for _, first := range order {
+		group := bySize[first.Size]
+		if len(group) < 2 {
+			continue
+		}
+		firstOf := make(map[[32]byte]*Node)
+		for _, n := range group { // group is in walk order
+			if f, ok := firstOf[n.Digest]; ok {
+				n.Same = f
+			} else {
+				firstOf[n.Digest] = n
+			}
+		}
+	}
+	return nil
+}
+
+// hashAll sets Digest on every node, hashing each source inode once.
+func hashAll(nodes []*Node, jobs int) error {
+	if jobs <= 0 {
+		jobs = runtime.NumCPU()
+	}
+	type job struct{ nodes []*Node }
+	var jobsList []job
+	index := make(map[devIno]int) // position in jobsList of each source inode
+	for _, n := range nodes {
+		if n.Source == "" {
+			jobsList = append(jobsList, job{[]*Node{n}})
+			continue
+		}
+		k := devIno{n.dev, n.ino}
+		if i, ok := index[k]; ok {
+			jobsList[i].nodes = append(jobsList[i].nodes, n)
+			continue
+		}
+		index[k] = len(jobsList)
+		jobsList = append(jobsList, job{[]*Node{n}})
+	}
+	ch := make(chan job)
+	errs := make(chan error, jobs)
+	var wg sync.WaitGroup
+	for w := 0; w < jobs; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 256<<10)
+			var firstErr error
+			for j := range ch {
+				if firstErr != nil {
+					continue
+				}
+				d, err := digest(j.nodes[0], buf)
+				if err != nil {
+					firstErr = err
+					continue
+				}
+				for _, n := range j.nodes {
+					n.Digest, n.HasDigest = d, true
+				}
+			}
+			errs <- firstErr
+		}()
+	}
+	for _, j := range jobsList {
+		ch <- j
+	}
+	close(ch)
+	wg.Wait()
+	close(errs)
+	var err error
+	for e := range errs {
+		if e != nil && err == nil {
+			err = e
+		}
+	}
+	return err
+}
+
+func digest(n *Node, buf []byte) ([32]byte, error) {
+	f, err := n.Open()
+	if err != nil {
+		return [32]byte{}, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	m, err := io.CopyBuffer(h, io.LimitReader(f, n.Size+1), buf)
+	if err != nil {
+		return [32]byte{}, fmt.Errorf("%s: %w", n.Source, err)
+	}
+	if m != n.Size {
+		return [32]byte{}, fmt.Errorf("%s: size changed while reading (%d bytes, expected %d)", n.Source, m, n.Size)
+	}
+	var d [32]byte
+	h.Sum(d[:0])
+	return d, nil
+}
+
+// ErrChanged reports that a source file changed while an image was being
+// written.
+var ErrChanged = errors.New("file changed while reading")

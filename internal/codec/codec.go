@@ -1,0 +1,423 @@
+// Package codec is closurefs's one registry of block compressors. Image
+// writers compress blocks with it and image readers decompress with it;
+// every codec is safe for concurrent use.
+package codec
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/klauspost/compress/flate"
+	"github.com/klauspost/compress/zlib"
+	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
+	"github.com/ulikunitz/xz"
+	"github.com/ulikunitz/xz/lzma"
+)
+
+// Codec compresses and decompresses whole blocks.
+type Codec interface {
+	// Name is the codec's registry name, e.g. "zstd".
+	Name() string
+	// Level is the compression level in use (0 where levels don't apply).
+	Level() int
+	// Compress appends the compressed form of src to dst.
+	Compress(dst, src []byte) ([]byte, error)
+	// Decompress appends the decompressed form of src to dst. It fails
+	// with ErrTooLarge rather than produce more than limit bytes.
+	Decompress(dst, src []byte, limit int) ([]byte, error)
+}
+
+// ErrTooLarge reports decompressed data larger than the caller's limit.
+var ErrTooLarge = errors.New("decompressed data exceeds the expected size")
+
+// Spec describes one registered codec.
+type Spec struct {
+	Name         string
+	MinLevel     int
+	MaxLevel     int
+	DefaultLevel int // 0 when the codec has no levels
+	// Summary says what the codec is, for help texts.
+	Summary string
+	new     func(level int) (Codec, error)
+}
+
+var specs = []Spec{
+	{Name: "none", Summary: "no compression (data stored as it is)", new: func(int) (Codec, error) { return none{}, nil }},
+	{Name: "zlib", MinLevel: 1, MaxLevel: 9, DefaultLevel: 9, Summary: "zlib stream (squashfs gzip)", new: newZlib},
+	{Name: "deflate", MinLevel: 1, MaxLevel: 9, DefaultLevel: 9, Summary: "raw deflate (erofs deflate)", new: newDeflate},
+	{Name: "zstd", MinLevel: 1, MaxLevel: 22, DefaultLevel: 15, Summary: "one zstd frame per block", new: newZstd},
+	{Name: "xz", Summary: "xz stream with CRC32 check", new: func(int) (Codec, error) { return xzCodec{}, nil }},
+	{Name: "lzma", Summary: "legacy .lzma stream (read only in practice)", new: func(int) (Codec, error) { return lzmaCodec{}, nil }},
+	{Name: "lz4", Summary: "raw LZ4 block, fast compressor", new: func(int) (Codec, error) { return newLZ4(0) }},
+	{Name: "lz4hc", MinLevel: 1, MaxLevel: 12, DefaultLevel: 9, Summary: "raw LZ4 block, high-compression compressor", new: newLZ4},
+}
+
+// Specs lists the registered codecs.
+func Specs() []Spec { return append([]Spec(nil), specs...) }
+
+// Lookup returns the spec of the named codec.
+func Lookup(name string) (Spec, bool) {
+	for _, s := range specs {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Spec{}, false
+}
+
+// New returns the named codec at the given level; level 0 selects the
+// codec's default.
+func New(name string, level int) (Codec, error) {
+	s, ok := Lookup(name)
+	if !ok {
+		names := make([]string, len(specs))
+		for i, s := range specs {
+			names[i] = s.Name
+		}
+		sort.Strings(names)
+		return nil, fmt.Errorf("unknown compressor %q (known: %s)", name, strings.Join(names, ", "))
+	}
+	if level == 0 {
+		level = s.DefaultLevel
+	}
+	if s.DefaultLevel == 0 && level != 0 {
+		return nil, fmt.Errorf("compressor %s takes no level", name)
+	}
+	if s.DefaultLevel != 0 && (level < s.MinLevel || level > s.MaxLevel) {
+		return nil, fmt.Errorf("compressor %s: level %d out of range %d-%d", name, level, s.MinLevel, s.MaxLevel)
+	}
+	return s.new(level)
+}
+
+// Parse parses a "name[,level]" or "name[,level=N]" specification as
+// mksquashfs, gensquashfs and mkfs.erofs spell it, and returns the codec.
+func Parse(spec string) (Codec, error) {
+	name, rest, _ := strings.Cut(spec, ",")
+	level := 0
+	if rest != "" {
+		rest = strings.TrimPrefix(rest, "level=")
+		n, err := strconv.Atoi(rest)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("compressor %q: bad level %q", spec, rest)
+		}
+		level = n
+	}
+	return New(name, level)
+}
+
+// checkLimit returns ErrTooLarge if out grew past limit.
+func checkLimit(out []byte, start, limit int) ([]byte, error) {
+	if len(out)-start > limit {
+		return out[:start], ErrTooLarge
+	}
+	return out, nil
+}
+
+// readLimited appends at most limit bytes read from r to dst and fails if
+// r holds more.
+func readLimited(dst []byte, r io.Reader, limit int) ([]byte, error) {
+	start := len(dst)
+	var buf bytes.Buffer
+	buf.Grow(64 << 10)
+	n, err := io.Copy(&buf, io.LimitReader(r, int64(limit)+1))
+	if err != nil {
+		return dst, err
+	}
+	if n > int64(limit) {
+		return dst[:start], ErrTooLarge
+	}
+	return append(dst, buf.Bytes()...), nil
+}
+
+type none struct{}
+
+func (none) Name() string                             { return "none" }
+func (none) Level() int                               { return 0 }
+func (none) Compress(dst, src []byte) ([]byte, error) { return append(dst, src...), nil }
+func (none) Decompress(dst, src []byte, limit int) ([]byte, error) {
+	if len(src) > limit {
+		return dst, ErrTooLarge
+	}
+	return append(dst, src...), nil
+}
+
+// flateCodec serves both zlib streams and raw deflate.
+type flateCodec struct {
+	name    string
+	level   int
+	writers sync.Pool
+}
+
+type flateWriter interface {
+	io.WriteCloser
+	Reset(io.Writer)
+}
+
+func newZlib(level int) (Codec, error) {
+	if _, err := zlib.NewWriterLevel(io.Discard, level); err != nil {
+		return nil, err
+	}
+	return &flateCodec{name: "zlib", level: level}, nil
+}
+
+func newDeflate(level int) (Codec, error) {
+	if _, err := flate.NewWriter(io.Discard, level); err != nil {
+		return nil, err
+	}
+	return &flateCodec{name: "deflate", level: level}, nil
+}
+
+func (c *flateCodec) Name() string { return c.name }
+func (c *flateCodec) Level() int   { return c.level }
+
+type appendWriter struct{ b []byte }
+
+func (w *appendWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
+
+func (c *flateCodec) Compress(dst, src []byte) ([]byte, error) {
+	aw := &appendWriter{b: dst}
+	var w flateWriter
+	if v := c.writers.Get(); v != nil {
+		w = v.(flateWriter)
+		w.Reset(aw)
+	} else if c.name == "zlib" {
+		w, _ = zlib.NewWriterLevel(aw, c.level)
+	} else {
+		w, _ = flate.NewWriter(aw, c.level)
+	}
+	if _, err := w.Write(src); err != nil {
+		return dst, err
+	}
+	if err := w.Close(); err != nil {
+		return dst, err
+	}
+	w.Reset(io.Discard)
+	c.writers.Put(w)
+	return aw.b, nil
+}
+
+func (c *flateCodec) Decompress(dst, src []byte, limit int) ([]byte, error) {
+	var r io.ReadCloser
+	if c.name == "zlib" {
+		var err error
+		if r, err = zlib.NewReader(bytes.NewReader(src)); err != nil {
+			return dst, fmt.Errorf("zlib: %w", err)
+		}
+	} else {
+		r = flate.NewReader(bytes.NewReader(src))
+	}
+	defer r.Close()
+	out, err := readLimited(dst, r, limit)
+	if err != nil && err != ErrTooLarge {
+		err = fmt.Errorf("%s: %w", c.name, err)
+	}
+	return out, err
+}
+
+type zstdCodec struct {
+	level int
+	enc   *zstd.Encoder
+	dec   *zstd.Decoder
+}
+
+func newZstd(level int) (Codec, error) {
+	enc, err := zstd.NewWriter(nil,
+		zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),
+		zstd.WithEncoderCRC(false),
+		zstd.WithEncoderConcurrency(1),
+		zstd.WithZeroFrames(true))
+	if err != nil {
+		return nil, err
+	}
+	dec, err := zstd.NewReader(nil,
+		zstd.WithDecoderConcurrency(0),
+		zstd.WithDecodeAllCapLimit(true),
+		zstd.WithDecoderMaxWindow(64<<20))
+	if err != nil {
+		return nil, err
+	}
+	return &zstdCodec{level: level, enc: enc, dec: dec}, nil
+}
+
+func (c *zstdCodec) Name() string { return "zstd" }
+func (c *zstdCodec) Level() int   { return c.level }
+func (c *zstdCodec) Compress(dst, src []byte) ([]byte, error) {
+	return c.enc.EncodeAll(src, dst), nil
+}
+func (c *zstdCodec) Decompress(dst, src []byte, limit int) ([]byte, error) {
+	start := len(dst)
+	if cap(dst)-start < limit+1 {
+		nd := make([]byte, start, start+limit+1)
+		copy(nd, dst)
+		dst = nd
+	} else {
+		dst = dst[: start : start+limit+1]
+	}
+	out, err := c.dec.DecodeAll(src, dst)
+	if err != nil {
+		if len(out)-start > limit || errors.Is(err, zstd.ErrDecoderSizeExceeded) {
+			return dst[:start], ErrTooLarge
+		}
+		return dst[:start], fmt.Errorf("zstd: %w", err)
+	}
+	return checkLimit(out, start, limit)
+}
+
+type xzCodec struct{}
+
+func (xzCodec) Name() string { return "xz" }
+func (xzCodec) Level() int   { return 0 }
+func (xzCodec) Compress(dst, src []byte) ([]byte, error) {
+	aw := &appendWriter{b: dst}
+	dict := 1 << 20
+	for dict < len(src) && dict < 1<<26 {
+		dict <<= 1
+	}
+	w, err := xz.WriterConfig{CheckSum: xz.CRC32, DictCap: dict}.NewWriter(aw)
+	if err != nil {
+		return dst, err
+	}
+	if _, err := w.Write(src); err != nil {
+		return dst, err
+	}
+	if err := w.Close(); err != nil {
+		return dst, err
+	}
+	return aw.b, nil
+}
+func (xzCodec) Decompress(dst, src []byte, limit int) ([]byte, error) {
+	r, err := xz.ReaderConfig{DictCap: 64 << 20}.NewReader(bytes.NewReader(src))
+	if err != nil {
+		return dst, fmt.Errorf("xz: %w", err)
+	}
+	out, err := readLimited(dst, r, limit)
+	if err != nil && err != ErrTooLarge {
+		err = fmt.Errorf("xz: %w", err)
+	}
+	return out, err
+}
+
+type lzmaCodec struct{}
+
+func (lzmaCodec) Name() string { return "lzma" }
+func (lzmaCodec) Level() int   { return 0 }
+func (lzmaCodec) Compress(dst, src []byte) ([]byte, error) {
+	aw := &appendWriter{b: dst}
+	w, err := lzma.WriterConfig{EOSMarker: true}.NewWriter(aw)
+	if err != nil {
+		return dst, err
+	}
+	if _, err := w.Write(src); err != nil {
+		return dst, err
+	}
+	if err := w.Close(); err != nil {
+		return dst, err
+	}
+	return aw.b, nil
+}
+func (lzmaCodec) Decompress(dst, src []byte, limit int) ([]byte, error) {
+	r, err := lzma.ReaderConfig{DictCap: 64 << 20}.NewReader(bytes.NewReader(src))
+	if err != nil {
+		return dst, fmt.Errorf("lzma: %w", err)
+	}
+	out, err := readLimited(dst, r, limit)
+	if err != nil && err != ErrTooLarge {
+		err = fmt.Errorf("lzma: %w", err)
+	}
+	return out, err
+}
+
+type lz4Codec struct {
+	level int // 0: fast compressor; otherwise HC level
+	pool  sync.Pool
+}
+
+func newLZ4(level int) (Codec, error) { return &lz4Codec{level: level}, nil }
+
+func (c *lz4Codec) Name() string {
+	if c.level == 0 {
+		return "lz4"
+	}
+	return "lz4hc"
+}
+func (c *lz4Codec) Level() int { return c.level }
+
+// Compress emits a raw LZ4 block. When the data does not compress, the
+// result is a block of literals (a valid LZ4 block slightly larger than
+// src) so the caller can still decide to store src uncompressed.
+func (c *lz4Codec) Compress(dst, src []byte) ([]byte, error) {
+	start := len(dst)
+	need := lz4.CompressBlockBound(len(src))
+	if cap(dst)-start < need {
+		nd := make([]byte, start, start+need)
+		copy(nd, dst)
+		dst = nd
+	}
+	out := dst[start : start+need]
+	var n int
+	var err error
+	if c.level == 0 {
+		comp, _ := c.pool.Get().(*lz4.Compressor)
+		if comp == nil {
+			comp = new(lz4.Compressor)
+		}
+		n, err = comp.CompressBlock(src, out)
+		c.pool.Put(comp)
+	} else {
+		comp, _ := c.pool.Get().(*lz4.CompressorHC)
+		if comp == nil {
+			comp = &lz4.CompressorHC{Level: lz4.CompressionLevel(1 << (8 + c.level))}
+		}
+		n, err = comp.CompressBlock(src, out)
+		c.pool.Put(comp)
+	}
+	if err != nil {
+		return dst[:start], fmt.Errorf("lz4: %w", err)
+	}
+	if n == 0 { // incompressible: emit literals only
+		return appendLZ4Literals(dst[:start], src), nil
+	}
+	return dst[:start+n], nil
+}
+
+// appendLZ4Literals appends a raw LZ4 block holding src as one literal run.
+func appendLZ4Literals(dst, src []byte) []byte {
+	n := len(src)
+	if n < 15 {
+		dst = append(dst, byte(n<<4))
+	} else {
+		dst = append(dst, 0xf0)
+		for r := n - 15; ; r -= 255 {
+			if r < 255 {
+				dst = append(dst, byte(r))
+				break
+			}
+			dst = append(dst, 255)
+		}
+	}
+	return append(dst, src...)
+}
+
+func (c *lz4Codec) Decompress(dst, src []byte, limit int) ([]byte, error) {
+	start := len(dst)
+	if cap(dst)-start < limit {
+		nd := make([]byte, start, start+limit)
+		copy(nd, dst)
+		dst = nd
+	}
+	n, err := lz4.UncompressBlock(src, dst[start:start+limit])
+	if err != nil {
+		if errors.Is(err, lz4.ErrInvalidSourceShortBuffer) {
+			return dst[:start], ErrTooLarge
+		}
+		return dst[:start], fmt.Errorf("lz4: %w", err)
+	}
+	return dst[:start+n], nil
+}

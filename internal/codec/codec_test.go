@@ -1,0 +1,141 @@
+package codec
+
+import (
+	"bytes"
+	stdzlib "compress/zlib"
+	"errors"
+	"io"
+	"math/rand"
+	"testing"
+)
+
+func samples() map[string][]byte {
+	r := rand.New(rand.NewSource(1))
+	random := make([]byte, 70000)
+	r.Read(random)
+	text := bytes.Repeat([]byte("the quick brown fox jumps over /nix/store/abc-def\n"), 3000)
+	return map[string][]byte{
+		"empty":  {},
+		"one":    {'x'},
+		"zeros":  make([]byte, 131072),
+		"random": random,
+		"text":   text,
+		"short":  []byte("hello, world"),
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	for _, s := range Specs() {
+		levels := []int{0}
+		if s.DefaultLevel != 0 {
+			levels = []int{s.MinLevel, s.DefaultLevel, s.MaxLevel}
+		}
+		for _, level := range levels {
+			c, err := New(s.Name, level)
+			if err != nil {
+				t.Fatalf("New(%s, %d): %v", s.Name, level, err)
+			}
+			for name, in := range samples() {
+				if s.Name == "xz" || s.Name == "lzma" {
+					if name == "random" && level != 0 {
+						continue
+					}
+				}
+				prefix := []byte("prefix")
+				out, err := c.Compress(append([]byte(nil), prefix...), in)
+				if err != nil {
+					t.Fatalf("%s/%d %s: compress: %v", s.Name, level, name, err)
+				}
+				if !bytes.HasPrefix(out, prefix) {
+					t.Fatalf("%s/%d %s: compress did not append", s.Name, level, name)
+				}
+				got, err := c.Decompress([]byte("p"), out[len(prefix):], len(in))
+				if err != nil {
+					t.Fatalf("%s/%d %s: decompress: %v", s.Name, level, name, err)
+				}
+				if !bytes.Equal(got[1:], in) || got[0] != 'p' {
+					t.Fatalf("%s/%d %s: round trip mismatch (%d bytes, want %d)", s.Name, level, name, len(got)-1, len(in))
+				}
+				if len(in) > 0 {
+					if _, err := c.Decompress(nil, out[len(prefix):], len(in)-1); !errors.Is(err, ErrTooLarge) {
+						t.Errorf("%s/%d %s: limit %d: err = %v, want ErrTooLarge", s.Name, level, name, len(in)-1, err)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestZlibIsStandard checks our zlib output against the standard library's
+// decoder, the format the kernel's squashfs gzip decompressor reads.
+func TestZlibIsStandard(t *testing.T) {
+	c, err := New("zlib", 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := samples()["text"]
+	out, _ := c.Compress(nil, in)
+	r, err := stdzlib.NewReader(bytes.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	if err != nil || !bytes.Equal(got, in) {
+		t.Fatalf("standard zlib reader: %v, equal=%v", err, bytes.Equal(got, in))
+	}
+}
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		spec  string
+		name  string
+		level int
+		ok    bool
+	}{
+		{"zstd", "zstd", 15, true},
+		{"zstd,3", "zstd", 3, true},
+		{"lz4hc,level=12", "lz4hc", 12, true},
+		{"lz4hc,9", "lz4hc", 9, true},
+		{"zlib,0", "", 0, false},
+		{"zlib,10", "", 0, false},
+		{"lz4,3", "", 0, false},
+		{"bogus", "", 0, false},
+		{"zstd,x", "", 0, false},
+	}
+	for _, tt := range tests {
+		c, err := Parse(tt.spec)
+		if (err == nil) != tt.ok {
+			t.Errorf("Parse(%q): err = %v, want ok=%v", tt.spec, err, tt.ok)
+			continue
+		}
+		if err == nil && (c.Name() != tt.name || c.Level() != tt.level) {
+			t.Errorf("Parse(%q) = %s/%d, want %s/%d", tt.spec, c.Name(), c.Level(), tt.name, tt.level)
+		}
+	}
+}
+
+// FuzzDecompress feeds arbitrary bytes to every decompressor: they must
+// return an error or at most limit bytes, never panic.
+func FuzzDecompress(f *testing.F) {
+	for _, s := range Specs() {
+		c, _ := New(s.Name, 0)
+		for _, in := range samples() {
+			if len(in) > 4096 {
+				in = in[:4096]
+			}
+			out, _ := c.Compress(nil, in)
+			f.Add(s.Name, out)
+		}
+	}
+	f.Fuzz(func(t *testing.T, name string, data []byte) {
+		c, err := New(name, 0)
+		if err != nil {
+			return
+		}
+		const limit = 1 << 16
+		out, err := c.Decompress(nil, data, limit)
+		if err == nil && len(out) > limit {
+			t.Fatalf("%s: %d bytes past limit %d", name, len(out), limit)
+		}
+	})
+}
