@@ -116,6 +116,10 @@ func parseAttrsJSON(r io.Reader, name, storeDir string) ([]PathInfo, error) {
 		}
 		return &ParseError{File: name, Err: err}
 	}
+	if !json.Valid(data) {
+		var v any
+		return nil, jerr(json.Unmarshal(data, &v))
+	}
 	type list struct {
 		key   string
 		items []jsonPathInfo
