@@ -96,10 +96,11 @@ func pad8(n uint64) uint64 { return (8 - n%8) % 8 }
 // w, byte for byte what `nix-store --dump` writes for the same tree: entries
 // in byte order, a regular file executable if its owner execute bit is set
 // (as Nix tests S_IXUSR), symlinks stored, not followed. name is a path as
-// fs.FS takes it, e.g. a store path's base name in os.DirFS(storeDir), or ".".
+// fs.FS takes it, e.g. a store path's base name in DirFS(storeDir), or ".".
 //
-// fsys must implement fs.ReadLinkFS if the tree holds symlinks (os.DirFS and
-// image.FS do). Regular files are opened with fsys.Open and read in a single
+// fsys must implement fs.ReadLinkFS if the tree holds symlinks (DirFS,
+// os.DirFS and image.FS do). Use DirFS rather than os.DirFS for a store on
+// disk: os.DirFS refuses file names that are not UTF-8. Regular files are opened with fsys.Open and read in a single
 // stream; one whose size changes while it is read is an error.
 func WriteNAR(w io.Writer, fsys fs.FS, name string) error {
 	e := newNarEncoder(w)

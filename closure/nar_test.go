@@ -54,6 +54,7 @@ func makeTree(t testing.TB, dir string) []string {
 	write("tree/names/ünïcödé", 1, 0o644)
 	write("tree/names/B", 1, 0o644)
 	write("tree/names/a", 1, 0o644)
+	write("tree/names/latin1-\xe9", 1, 0o644)
 	write("tree/names/a-", 1, 0o644)
 	write("tree/names/a.b", 1, 0o644)
 	write("tree/names/"+strings.Repeat("n", 255), 1, 0o644)
@@ -87,7 +88,7 @@ func TestWriteNARMatchesNixStoreDump(t *testing.T) {
 	needNix(t, "nix-hash")
 	dir := t.TempDir()
 	names := makeTree(t, dir)
-	fsys := os.DirFS(dir)
+	fsys := DirFS(dir)
 	for _, name := range names {
 		want, err := exec.Command("nix-store", "--dump", filepath.Join(dir, name)).Output()
 		if err != nil {
@@ -160,7 +161,7 @@ func TestWriteNARMapFS(t *testing.T) {
 func TestHashPaths(t *testing.T) {
 	dir := t.TempDir()
 	names := makeTree(t, dir)
-	fsys := os.DirFS(dir)
+	fsys := DirFS(dir)
 	for _, jobs := range []int{1, 3} {
 		res, err := HashPaths(fsys, names, HashOptions{Jobs: jobs})
 		if err != nil {
