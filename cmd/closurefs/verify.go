@@ -45,11 +45,7 @@ func openStoreTree(target string) (fsys image.FS, isDir bool, close func() error
 		return nil, false, nil, err
 	}
 	if fi.IsDir() {
-		d, ok := os.DirFS(target).(image.FS)
-		if !ok {
-			return nil, false, nil, fmt.Errorf("%s: directory not readable as a store tree", target)
-		}
-		return d, true, func() error { return nil }, nil
+		return closure.DirFS(target), true, func() error { return nil }, nil
 	}
 	f, err := os.Open(target)
 	if err != nil {
@@ -156,7 +152,7 @@ func verifyCommand() *command {
 	return &command{
 		name:    "verify",
 		summary: "check an image, mount or store directory against NAR hashes",
-		usage:   "TARGET [--registration FILE | --closure-info DIR | --db [DB]] [flags]",
+		usage:   "TARGET [--registration FILE | --closure-info DIR | --db[=DB]] [flags]",
 		help: `TARGET is an erofs or squashfs image file (read directly, no mount), a
 mounted image or a store directory. Every registered path must be present
 with its registered NAR size and SHA-256 NAR hash. The registration comes
@@ -178,8 +174,8 @@ Exit status: 0 all good, 1 a problem found, 2 usage.`,
 			storeDir := logicalStoreDir()
 			fl.StringVar(&regFile, "registration", "", "registration file to verify against (closureInfo's registration or nix-store --dump-db output)")
 			fl.StringVar(&ciDir, "closure-info", "", "closure-info directory whose registration to verify against")
-			fl.StringVar(&db, "db", "", "verify against the Nix database (default path "+defaultDBPath+")")
-			fl.Lookup("db").NoOptDefVal = defaultDBPath
+			fl.StringVar(&db, "db", "", "verify against the Nix database (default path "+closure.DefaultDBPath+")")
+			fl.Lookup("db").NoOptDefVal = closure.DefaultDBPath
 			fl.StringVar(&against, "against", "", "store directory to compare mismatched paths with, naming the first differing file")
 			fl.StringVar(&extra, "extra", "auto", "paths present but not registered: fail, warn or ignore (auto: ignore when TARGET is the store directory, else fail)")
 			fl.StringVar(&storeDir, "store-dir", storeDir, "logical store directory of the registered paths")
@@ -233,7 +229,7 @@ Exit status: 0 all good, 1 a problem found, 2 usage.`,
 					if fi, err := os.Stat(against); err != nil || !fi.IsDir() {
 						return usagef("--against %s: not a directory", against)
 					}
-					opt.Against = os.DirFS(against)
+					opt.Against = closure.DirFS(against)
 				}
 				start := time.Now()
 				rep, err := runCheck(e, fsys, exp.infos, opt, quiet || asJSON, "verifying "+filepath.Base(target))
@@ -420,7 +416,7 @@ A malformed registration or a missing path leaves the database untouched.`,
 					return fmt.Errorf("%d of the %d paths of %s are not in %s (e.g. %s); nothing registered", len(missing), len(infos), regFile, phys, strings.Join(show, ", "))
 				}
 				if doVerify {
-					fsys := os.DirFS(phys).(image.FS)
+					fsys := closure.DirFS(phys)
 					rep, err := runCheck(e, fsys, infos, verify.Options{StoreDir: storeDir, Jobs: jobs, Extra: verify.ExtraIgnore, NoConventions: true}, quiet || asJSON, "verifying")
 					if err != nil {
 						return err
