@@ -52,8 +52,8 @@ const (
 // Compressor ids of the superblock.
 const (
 	CompGzip = 1 // zlib stream
-	CompLZO  = 2
-	CompLZMA = 3
+	CompLZMA = 2
+	CompLZO  = 3
 	CompXZ   = 4
 	CompLZ4  = 5
 	CompZstd = 6
@@ -189,9 +189,9 @@ func (h *inodeHeader) append(b []byte) []byte {
 // dirHeader precedes up to 256 directory entries that share one inode
 // metadata block.
 type dirHeader struct {
-	Count      uint32 // entries - 1
-	Start      uint32 // inode metadata block, relative to the inode table
-	InodeNumer uint32 // base inode number
+	Count       uint32 // entries - 1
+	Start       uint32 // inode metadata block, relative to the inode table
+	InodeNumber uint32 // base inode number
 }
 
 const dirHeaderSize = 12
