@@ -148,6 +148,17 @@ type fileData struct {
 	fragOff uint32   // offset of the tail in its fragment block
 	sparse  uint64   // bytes not stored because their blocks are all zero
 	started bool
+	// zeroTail marks an all-zero tail stored as a sparse block rather
+	// than in a fragment; tail is its length.
+	zeroTail bool
+	tail     uint32
+}
+
+func (fd *fileData) tailSparse() uint64 {
+	if fd.zeroTail {
+		return uint64(fd.tail)
+	}
+	return 0
 }
 
 // Write writes the image of t. It returns ctx.Err() promptly when ctx is
@@ -537,13 +548,27 @@ func (s *state) packFragments(p *pipeline.Ordered[*block, *block], tails []tail)
 			*cur = (*cur)[:0]
 			input = 0
 		}
-		tl.fd.frag = nfrag
-		tl.fd.fragOff = uint32(len(*cur))
+		off := len(*cur)
 		if err := s.readTail(tl, cur); err != nil {
 			s.pool.Put(cur)
 			return err
 		}
 		input += int64(tl.size)
+		if allZero((*cur)[off:]) {
+			// Stored as a sparse block, as gensquashfs does.
+			*cur = (*cur)[:off]
+			tl.fd.zeroTail, tl.fd.tail = true, uint32(tl.size)
+			continue
+		}
+		tl.fd.frag = nfrag
+		tl.fd.fragOff = uint32(off)
+	}
+	if len(*cur) == 0 {
+		s.pool.Put(cur)
+		if input > 0 && s.opts.Progress != nil {
+			s.opts.Progress(input) // only zero tails: nothing to write
+		}
+		return nil
 	}
 	return p.Submit(&block{raw: cur, input: input})
 }

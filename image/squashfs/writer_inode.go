@@ -254,7 +254,7 @@ func (b *metaBuilder) writeFile(n *image.Node, xi uint32) (inodeInfo, error) {
 		return inodeInfo{}, fmt.Errorf("squashfs: %s: internal error: no data written", n.Path())
 	}
 	size := uint64(n.Size)
-	ext := xi != NoXattr || n.Nlink > 1 || size >= 1<<32 || fd.start >= 1<<32 || fd.sparse > 0
+	ext := xi != NoXattr || n.Nlink > 1 || size >= 1<<32 || fd.start >= 1<<32 || fd.sparse > 0 || fd.zeroTail
 	if !ext {
 		if err := b.header(n, TypeFile); err != nil {
 			return inodeInfo{}, err
@@ -269,7 +269,7 @@ func (b *metaBuilder) writeFile(n *image.Node, xi uint32) (inodeInfo, error) {
 		}
 		b.buf = le64(b.buf, fd.start)
 		b.buf = le64(b.buf, size)
-		b.buf = le64(b.buf, fd.sparse)
+		b.buf = le64(b.buf, fd.sparse+fd.tailSparse())
 		b.buf = le32(b.buf, max(n.Nlink, 1))
 		b.buf = le32(b.buf, fd.frag)
 		b.buf = le32(b.buf, fd.fragOff)
@@ -277,6 +277,9 @@ func (b *metaBuilder) writeFile(n *image.Node, xi uint32) (inodeInfo, error) {
 	}
 	for _, sz := range fd.sizes {
 		b.buf = le32(b.buf, sz)
+	}
+	if fd.zeroTail {
+		b.buf = le32(b.buf, 0)
 	}
 	return b.emitInode(n, TypeFile), nil
 }
@@ -346,10 +349,18 @@ func (b *metaBuilder) writeDir(d *image.Node, parent uint32) (inodeInfo, error) 
 		pos += dirEntrySize + uint64(len(e.name))
 	}
 	listing := pos - start
+	xi, err := b.xattr(d)
+	if err != nil {
+		return inodeInfo{}, err
+	}
+	fileSize := listing + 3
+	// Extended when it must be, and (as gensquashfs does) for directories
+	// of 256 entries or more, which get an index entry per header.
+	ext := xi != NoXattr || fileSize > 0xffff || startRef>>16 >= 1<<32 || len(ents) >= maxDirEntries
 	var index []byte
 	nindex := 0
-	for ri, r := range runs {
-		if ri > 0 && r.pos/MetadataBlockSize != runs[ri-1].pos/MetadataBlockSize {
+	for _, r := range runs {
+		if ext {
 			name := ents[r.first].name
 			index = le32(index, uint32(r.pos-start))
 			index = le32(index, uint32(b.dirs.ref()>>16))
@@ -371,16 +382,11 @@ func (b *metaBuilder) writeDir(d *image.Node, parent uint32) (inodeInfo, error) 
 		b.dirs.write(buf)
 	}
 
-	xi, err := b.xattr(d)
-	if err != nil {
-		return inodeInfo{}, err
-	}
-	fileSize := listing + 3
 	blk := startRef >> 16
 	if blk >= 1<<32 {
 		return inodeInfo{}, fmt.Errorf("squashfs: directory table larger than 4 GiB")
 	}
-	if xi == NoXattr && nindex == 0 && fileSize <= 0xffff {
+	if !ext {
 		if err := b.header(d, TypeDir); err != nil {
 			return inodeInfo{}, err
 		}
