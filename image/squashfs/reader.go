@@ -429,7 +429,7 @@ type Info struct {
 	Format            string   `json:"format"` // "squashfs"
 	Version           string   `json:"version"`
 	Compressor        string   `json:"compressor"`
-	CompressorOptions []byte   `json:"compressor_options,omitempty"`
+	CompressorOptions string   `json:"compressor_options,omitempty"` // as "level=15", "" if absent
 	BlockSize         uint32   `json:"block_size"`
 	Inodes            uint32   `json:"inodes"`
 	Fragments         uint32   `json:"fragments"`
@@ -452,7 +452,7 @@ func (rd *Reader) Info() Info {
 		Format:            "squashfs",
 		Version:           fmt.Sprintf("%d.%d", sb.Major, sb.Minor),
 		Compressor:        rdCompressors[sb.Compressor].name,
-		CompressorOptions: rd.compOpts,
+		CompressorOptions: compressorOptionsString(rdCompressors[sb.Compressor].name, rd.compOpts),
 		BlockSize:         sb.BlockSize,
 		Inodes:            sb.Inodes,
 		Fragments:         sb.Fragments,
@@ -475,27 +475,26 @@ func (rd *Reader) Info() Info {
 	return inf
 }
 
-// CompressorOptionsString describes the compressor options block, or ""
+// compressorOptionsString describes a compressor options block, or ""
 // if there is none.
-func (inf Info) CompressorOptionsString() string {
-	b := inf.CompressorOptions
+func compressorOptionsString(comp string, b []byte) string {
 	le := binary.LittleEndian
 	switch {
 	case len(b) == 0:
 		return ""
-	case inf.Compressor == "gzip" && len(b) >= 8:
+	case comp == "gzip" && len(b) >= 8:
 		return fmt.Sprintf("level=%d window=%d strategies=%#x", le.Uint32(b), le.Uint16(b[4:]), le.Uint16(b[6:]))
-	case inf.Compressor == "xz" && len(b) >= 8:
+	case comp == "xz" && len(b) >= 8:
 		return fmt.Sprintf("dictionary=%d filters=%#x", le.Uint32(b), le.Uint32(b[4:]))
-	case inf.Compressor == "lz4" && len(b) >= 8:
+	case comp == "lz4" && len(b) >= 8:
 		hc := ""
 		if le.Uint32(b[4:])&1 != 0 {
 			hc = " hc"
 		}
 		return fmt.Sprintf("version=%d%s", le.Uint32(b), hc)
-	case inf.Compressor == "zstd" && len(b) >= 4:
+	case comp == "zstd" && len(b) >= 4:
 		return fmt.Sprintf("level=%d", le.Uint32(b))
-	case inf.Compressor == "lzo" && len(b) >= 8:
+	case comp == "lzo" && len(b) >= 8:
 		return fmt.Sprintf("algorithm=%d level=%d", le.Uint32(b), le.Uint32(b[4:]))
 	}
 	return fmt.Sprintf("% x", b)
