@@ -90,6 +90,7 @@ func (d *DirReader) Next() (DirEntry, error) {
 	}
 	e, err := d.next()
 	if err != nil {
+		err = wrapErr(err)
 		d.err = err
 		return DirEntry{}, err
 	}
@@ -194,7 +195,7 @@ func (rd *Reader) Lookup(dir *Inode, name string) (DirEntry, error) {
 	}
 	p, err := rd.indexStart(dir, name)
 	if err != nil {
-		return DirEntry{}, err
+		return DirEntry{}, wrapErr(err)
 	}
 	d, err := rd.OpenDirAt(dir, p)
 	if err != nil {
@@ -259,6 +260,22 @@ func (rd *Reader) indexStart(dir *Inode, name string) (DirPos, error) {
 		}
 	}
 	return best, nil
+}
+
+// EntryInode reads the inode of entry e of directory dir (from Lookup or
+// a DirReader), checking that it agrees with the entry.
+func (rd *Reader) EntryInode(dir *Inode, e DirEntry) (*Inode, error) {
+	in, err := rd.child(dir, e)
+	return in, wrapErr(err)
+}
+
+// LookupInode finds name in directory dir and reads its inode.
+func (rd *Reader) LookupInode(dir *Inode, name string) (*Inode, error) {
+	e, err := rd.Lookup(dir, name)
+	if err != nil {
+		return nil, err
+	}
+	return rd.EntryInode(dir, e)
 }
 
 // child reads the inode of entry e listed in directory parent and checks

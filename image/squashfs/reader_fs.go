@@ -23,7 +23,7 @@ func (rd *Reader) resolve(op, name string, follow bool) (*Inode, error) {
 	for hops := 0; ; hops++ {
 		in, rest, err := rd.walk(name, follow)
 		if err != nil {
-			return nil, &fs.PathError{Op: op, Path: orig, Err: err}
+			return nil, &fs.PathError{Op: op, Path: orig, Err: wrapErr(err)}
 		}
 		if rest == "" {
 			return in, nil
@@ -187,7 +187,7 @@ func (d *fsDirEntry) Type() fs.FileMode { return d.e.Mode() }
 func (d *fsDirEntry) Info() (fs.FileInfo, error) {
 	in, err := d.rd.child(d.parent, d.e)
 	if err != nil {
-		return nil, err
+		return nil, wrapErr(err)
 	}
 	return &fileInfo{d.e.Name, in}, nil
 }

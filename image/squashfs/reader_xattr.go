@@ -17,7 +17,7 @@ func (rd *Reader) InodeXattrs(in *Inode) ([]image.Xattr, error) {
 	}
 	xs, err := rd.xattrs(in.Xattr)
 	if err != nil {
-		return nil, fmt.Errorf("inode %s: xattr id %d: %w", refString(in.Ref), in.Xattr, err)
+		return nil, fmt.Errorf("squashfs: inode %s: xattr id %d: %w", refString(in.Ref), in.Xattr, err)
 	}
 	return xs, nil
 }
