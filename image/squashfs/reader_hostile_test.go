@@ -264,4 +264,3 @@ func mustOpen(t *testing.T, img []byte) *Reader {
 	}
 	return r
 }
-
