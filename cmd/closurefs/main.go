@@ -60,6 +60,7 @@ func commands() []*command {
 		versionCommand(),
 		snapshotCommand(),
 		verifyCommand(), registerCommand(),
+		lsCommand(), catCommand(), infoCommand(),
 	}
 	cmds = append(cmds, closureCommands()...)
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })

@@ -44,7 +44,9 @@ type snapshotCommon struct {
 }
 
 func imageFormats() []*imageFormat {
-	return nil
+	return []*imageFormat{
+		squashfsFormat(),
+	}
 }
 
 func snapshotCommand() *command {
