@@ -47,21 +47,11 @@ func openStoreTree(target string) (fsys image.FS, isDir bool, close func() error
 	if fi.IsDir() {
 		return closure.DirFS(target), true, func() error { return nil }, nil
 	}
-	f, err := os.Open(target)
+	img, err := openImage(target)
 	if err != nil {
 		return nil, false, nil, err
 	}
-	fsys, err = openImageReader(f, target)
-	if err != nil {
-		f.Close()
-		return nil, false, nil, err
-	}
-	return fsys, false, f.Close, nil
-}
-
-// openImageReader reads an image through the reader its magic names.
-var openImageReader = func(r io.ReaderAt, name string) (image.FS, error) {
-	return nil, fmt.Errorf("%s: reading image files needs the erofs and squashfs readers, not built in yet; mount it and verify the mount point", name)
+	return img.FS, false, img.Close, nil
 }
 
 // expectation is what a tree is verified against.
