@@ -26,13 +26,13 @@ var refImages = []refImage{
 	{"mkfs.erofs", "erofs", "mkfs.erofs", []string{"odd-names"}, func(src, img string) []string {
 		return []string{"-T0", "--all-root", img, src}
 	}},
-	{"mkfs.erofs-lz4hc", "erofs", "mkfs.erofs", []string{"odd-names"}, func(src, img string) []string {
+	{"mkfs.erofs-lz4hc", "erofs", "mkfs.erofs", []string{"odd-names", "big"}, func(src, img string) []string {
 		return []string{"-zlz4hc", "-T0", "--all-root", img, src}
 	}},
-	{"mksquashfs", "squashfs", "mksquashfs", nil, func(src, img string) []string {
+	{"mksquashfs", "squashfs", "mksquashfs", []string{"big"}, func(src, img string) []string {
 		return []string{src, img, "-all-root", "-noappend", "-quiet", "-no-progress"}
 	}},
-	{"gensquashfs-zstd", "squashfs", "gensquashfs", nil, func(src, img string) []string {
+	{"gensquashfs-zstd", "squashfs", "gensquashfs", []string{"big"}, func(src, img string) []string {
 		return []string{"--pack-dir", src, "-c", "zstd", "-X", "level=3", "--all-root", "-q", "-f", img}
 	}},
 }
