@@ -46,7 +46,9 @@ type snapshotCommon struct {
 }
 
 func imageFormats() []*imageFormat {
-	return nil
+	return []*imageFormat{
+		squashfsFormat(),
+	}
 }
 
 func snapshotCommand() *command {
