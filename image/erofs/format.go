@@ -429,7 +429,7 @@ const (
 	AdviseInlinePcluster      = 0x0008 // ztailpacking
 	AdviseInterlacedPcluster  = 0x0010
 	AdviseFragmentPcluster    = 0x0020
-	AdviseExtents             = 0x0040 // extent-based (newer kernels)
+	AdviseExtents             = 0x0001 // extent records (COMPRESSED_FULL only, newer kernels)
 	FragmentInodeBit          = 7      // h_clusterbits bit: whole file in the packed inode
 	ClusterBitsMask           = 0x0f   // h_clusterbits: lclusterbits - 12
 	maxLclusterBits           = 14     // compact indexes need lclusterbits <= 14 (2B: <= 12)
