@@ -34,10 +34,11 @@ type Options struct {
 	// indexes when it fits.
 	Ztailpacking bool
 	// Fragments packs file tails and whole small files into the packed
-	// inode.
+	// inode. Not supported yet: NewWriter rejects it.
 	Fragments bool
-	// Dedupe stores identical files' data once (always done for whole
-	// files found by the tree); kept for mkfs.erofs flag compatibility.
+	// Dedupe asks for identical data to be stored once. Identical whole
+	// files (image.Node.Same) always share their data; pclusters are not
+	// deduplicated across different files.
 	Dedupe bool
 	// FullIndexes writes COMPRESSED_FULL (8-byte) lcluster indexes instead
 	// of compact ones.
@@ -128,6 +129,13 @@ func NewWriter(w io.WriterAt, opts Options) (*Writer, error) {
 		return nil, fmt.Errorf("erofs: label %q longer than 16 bytes", opts.Label)
 	}
 	wr := &Writer{w: w, opts: opts, blksz: bs, blkbits: uint(bits.TrailingZeros(uint(bs)))}
+	if opts.Fragments {
+		return nil, fmt.Errorf("erofs: fragments are not supported yet")
+	}
+	if (opts.Ztailpacking || opts.FullIndexes) && (opts.Compressor == "" || opts.Compressor == "none") {
+		// As mkfs.erofs: these only concern compressed files.
+		opts.Ztailpacking, opts.FullIndexes = false, false
+	}
 	wr.incompat = FeatureIncompatZeroPadding
 	if opts.Compressor != "" && opts.Compressor != "none" {
 		c, err := newCompressor(opts, bs)

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io/fs"
-	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -250,5 +249,84 @@ func fsckImage(t testing.TB, img, src string) {
 		t.Errorf("fsck.erofs: %v\n%s", err, out)
 		return
 	}
-	_ = big.NewInt
+}
+
+// TestWriteDeterministic checks that -j 1 and -j 2, and a source with
+// hard links (an optimised store) versus one without, give identical
+// bytes.
+func TestWriteDeterministic(t *testing.T) {
+	src := makeTestTree(t)
+	// A copy of src where the duplicates are separate files, not links.
+	plain := filepath.Join(t.TempDir(), "src")
+	if out, err := exec.Command("cp", "-a", src, plain).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	os.Remove(filepath.Join(plain, "sub/hardlink"))
+	data, _ := os.ReadFile(filepath.Join(src, "text-100k"))
+	if err := os.WriteFile(filepath.Join(plain, "sub/hardlink"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, comp := range []string{"", "lz4hc"} {
+		var imgs [][]byte
+		for i, dir := range []string{src, src, plain} {
+			tree, err := image.FromDir(dir, image.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := baseOpts()
+			o.Compressor = comp
+			o.Ztailpacking = comp != ""
+			o.Jobs = 1 + i%2
+			b, err := os.ReadFile(writeImage(t, tree, o))
+			if err != nil {
+				t.Fatal(err)
+			}
+			imgs = append(imgs, b)
+		}
+		if !bytes.Equal(imgs[0], imgs[1]) {
+			t.Errorf("%q: -j 1 and -j 2 images differ", comp)
+		}
+		if !bytes.Equal(imgs[0], imgs[2]) {
+			t.Errorf("%q: images of linked and unlinked sources differ", comp)
+		}
+	}
+}
+
+// TestWriteRejects checks option errors.
+func TestWriteRejects(t *testing.T) {
+	for _, o := range []Options{
+		{BlockSize: 3000},
+		{Compressor: "lzo"},
+		{Compressor: "lz4", Level: 5},
+		{Compressor: "lz4hc", PclusterSize: 5000},
+		{Fragments: true, Compressor: "lz4hc"},
+		{Label: "a label longer than sixteen bytes"},
+	} {
+		if _, err := NewWriter(nil, o); err == nil {
+			t.Errorf("NewWriter(%+v) accepted", o)
+		}
+	}
+}
+
+func BenchmarkWriteLZ4HC(b *testing.B) {
+	src := makeTestTree(b)
+	tree, err := image.FromDir(src, image.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(tree.Stats.Bytes)
+	for b.Loop() {
+		o := baseOpts()
+		o.Compressor = "lz4hc"
+		o.Ztailpacking = true
+		f, err := os.CreateTemp(b.TempDir(), "img")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := Write(context.Background(), f, tree, o); err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
+		os.Remove(f.Name())
+	}
 }
