@@ -3,7 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
-		"encoding/binary"
+	"encoding/binary"
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
