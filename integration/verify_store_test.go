@@ -161,3 +161,37 @@ func badPaths(rep *verifyJSON) string {
 	fmt.Fprintf(&b, "extra %q", rep.Extra)
 	return b.String()
 }
+
+// TestVerifySources checks the other sources of expected contents: the Nix
+// database (--db) and, by default, a closure-info store path in the tree.
+func TestVerifySources(t *testing.T) {
+	f := fixture.Get(t)
+	bin := verifyTool(t)
+	// --db: the closure of the store paths in the optimised store, as its
+	// own database records it.
+	rep, code, stderr := verifyTarget(t, bin, f.OptStoreDir, "--db="+f.OptDB)
+	if rep == nil || code != 0 || rep.OK != len(f.Paths) {
+		t.Errorf("verify --db: exit %d: %s\n%s", code, badPaths(rep), stderr)
+	}
+
+	// A tree holding a closure-info store path (as NixOS images do) is
+	// verified against it; the closure-info path itself is not extra.
+	paths := closureOf(t, f.Named["dag-top"])
+	dir := stageStore(t, f, paths, nil)
+	ci := filepath.Join(dir, "0123456789abcdfghijklmnpqrsvwxyz-closure-info")
+	if err := os.Mkdir(ci, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, ci, "registration", nixDumpDB(t, nil, paths))
+	writeFile(t, ci, "store-paths", []byte(strings.Join(paths, "\n")+"\n"))
+	rep, code, stderr = verifyTarget(t, bin, dir, "--no-conventions")
+	if rep == nil || code != 0 || rep.OK != len(paths) || len(rep.Extra) != 0 {
+		t.Errorf("verify with an in-tree closure-info: exit %d: %s\n%s", code, badPaths(rep), stderr)
+	}
+	// Without any registration, a clear error.
+	os.RemoveAll(ci)
+	_, stderr, code = verifyRun(t, bin, nil, "verify", dir)
+	if code != 1 || !strings.Contains(stderr, "holds no registration") {
+		t.Errorf("no registration: exit %d, %q", code, stderr)
+	}
+}
