@@ -59,6 +59,7 @@ func commands() []*command {
 	cmds := []*command{
 		versionCommand(),
 		snapshotCommand(),
+		lsCommand(), catCommand(), infoCommand(),
 	}
 	cmds = append(cmds, closureCommands()...)
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
