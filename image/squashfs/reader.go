@@ -30,7 +30,8 @@ type Options struct {
 	// fragment blocks kept in memory, shared by all files. Default 32 MiB.
 	CacheSize int64
 	// MetadataCacheSize is the number of bytes of decompressed metadata
-	// blocks (inodes, directories, tables) kept in memory. Default 8 MiB.
+	// blocks (inodes, directories, tables) kept in memory, and separately
+	// of decoded directory listings. Default 8 MiB each.
 	MetadataCacheSize int64
 }
 
@@ -56,6 +57,11 @@ type Reader struct {
 
 	meta *lru[uint64, *metaBlock]
 	data *lru[dataKey, []byte]
+	// dirs caches whole decoded listings (keyed by directory inode
+	// reference) of directories up to maxCachedListing bytes, so that
+	// lookups in big directories without an index are not linear scans.
+	dirs             *lru[uint64, []DirEntry]
+	maxCachedListing uint64
 
 	// parents maps a directory inode reference to the reference of the
 	// directory that lists it, to detect directories reachable twice
@@ -155,11 +161,15 @@ func OpenOptions(r io.ReaderAt, opts Options) (*Reader, error) {
 	}
 	sb := decodeSuper(buf[:])
 	rd := &Reader{
-		r:       r,
-		sb:      sb,
-		meta:    newLRU[uint64, *metaBlock](opts.MetadataCacheSize),
-		data:    newLRU[dataKey, []byte](opts.CacheSize),
-		parents: make(map[uint64]uint64),
+		r:    r,
+		sb:   sb,
+		meta: newLRU[uint64, *metaBlock](opts.MetadataCacheSize),
+		data: newLRU[dataKey, []byte](opts.CacheSize),
+		dirs: newLRU[uint64, []DirEntry](opts.MetadataCacheSize),
+		// A listing decodes to at most ~4x its size (48 bytes per entry
+		// of at least 9 bytes); keep one within a quarter of the budget.
+		maxCachedListing: uint64(opts.MetadataCacheSize) / 16,
+		parents:          make(map[uint64]uint64),
 	}
 	if err := rd.checkSuper(readerSize(r)); err != nil {
 		return nil, err

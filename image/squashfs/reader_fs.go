@@ -157,21 +157,15 @@ func (rd *Reader) ReadDir(name string) ([]fs.DirEntry, error) {
 	if !in.isDir() {
 		return nil, &fs.PathError{Op: "readdir", Path: name, Err: errNotDir}
 	}
-	d, err := rd.OpenDir(in)
+	ents, err := rd.dirEntries(in)
 	if err != nil {
 		return nil, &fs.PathError{Op: "readdir", Path: name, Err: err}
 	}
-	var out []fs.DirEntry
-	for {
-		e, err := d.Next()
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return out, &fs.PathError{Op: "readdir", Path: name, Err: err}
-		}
-		out = append(out, &fsDirEntry{rd: rd, parent: in, e: e})
+	out := make([]fs.DirEntry, len(ents))
+	for i, e := range ents {
+		out[i] = &fsDirEntry{rd: rd, parent: in, e: e}
 	}
+	return out, nil
 }
 
 // fsDirEntry implements fs.DirEntry; Info reads the inode on demand.
