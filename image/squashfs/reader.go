@@ -16,12 +16,13 @@ import (
 // Reader-side limits on what a well-formed image can hold. They keep a
 // hostile image from making the reader allocate or loop without bound.
 const (
-	rdMaxName       = 256   // longest entry name
-	rdMaxSymlink    = 65535 // longest symlink target accepted
-	rdMaxXattrName  = 255   // longest xattr key suffix
-	rdMaxXattrValue = 65536 // XATTR_SIZE_MAX
-	rdMaxXattrCount = 65536 // key/value pairs per inode
-	rdMaxSymlinkHop = 40    // symlinks followed while resolving one path
+	rdMaxName       = 256     // longest entry name
+	rdMaxSymlink    = 65535   // longest symlink target accepted
+	rdMaxXattrName  = 255     // longest xattr key suffix
+	rdMaxXattrValue = 65536   // XATTR_SIZE_MAX
+	rdMaxXattrCount = 65536   // key/value pairs per inode
+	rdMaxXattrTotal = 4 << 20 // bytes of keys and values per inode
+	rdMaxSymlinkHop = 40      // symlinks followed while resolving one path
 )
 
 // Options tune a Reader. The zero value selects the defaults.
