@@ -1,0 +1,108 @@
+package closure
+
+import (
+	"io/fs"
+	"os"
+	"strings"
+)
+
+// DirFS is a directory on disk as an fs.FS (with fs.ReadDirFS, fs.StatFS and
+// fs.ReadLinkFS), like os.DirFS but accepting any file name the kernel
+// accepts: os.DirFS rejects names that are not valid UTF-8, which Nix
+// store paths may contain (NAR names are arbitrary bytes). Files opened
+// are *os.File, so regular files implement io.ReaderAt.
+//
+// Names are slash-separated and relative, as fs.ValidPath requires apart
+// from the UTF-8 rule; symlinks in the middle of a name are followed by the
+// kernel, as with os.DirFS.
+type DirFS string
+
+// validName is fs.ValidPath without its UTF-8 requirement.
+func validName(name string) bool {
+	if name == "." {
+		return true
+	}
+	if strings.IndexByte(name, 0) >= 0 {
+		return false
+	}
+	for {
+		i := strings.IndexByte(name, '/')
+		elem := name
+		if i >= 0 {
+			elem = name[:i]
+		}
+		if elem == "" || elem == "." || elem == ".." {
+			return false
+		}
+		if i < 0 {
+			return true
+		}
+		name = name[i+1:]
+	}
+}
+
+func (d DirFS) join(op, name string) (string, error) {
+	if !validName(name) {
+		return "", &fs.PathError{Op: op, Path: name, Err: fs.ErrInvalid}
+	}
+	if name == "." {
+		return string(d), nil
+	}
+	return string(d) + "/" + name, nil
+}
+
+// Open opens the named file.
+func (d DirFS) Open(name string) (fs.File, error) {
+	p, err := d.join("open", name)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// ReadDir reads the named directory, sorted by name.
+func (d DirFS) ReadDir(name string) ([]fs.DirEntry, error) {
+	p, err := d.join("readdir", name)
+	if err != nil {
+		return nil, err
+	}
+	return os.ReadDir(p)
+}
+
+// Stat returns the FileInfo of the named file, following symlinks.
+func (d DirFS) Stat(name string) (fs.FileInfo, error) {
+	p, err := d.join("stat", name)
+	if err != nil {
+		return nil, err
+	}
+	return os.Stat(p)
+}
+
+// Lstat returns the FileInfo of the named file, not following a final
+// symlink.
+func (d DirFS) Lstat(name string) (fs.FileInfo, error) {
+	p, err := d.join("lstat", name)
+	if err != nil {
+		return nil, err
+	}
+	return os.Lstat(p)
+}
+
+// ReadLink returns the target of the named symlink.
+func (d DirFS) ReadLink(name string) (string, error) {
+	p, err := d.join("readlink", name)
+	if err != nil {
+		return "", err
+	}
+	return os.Readlink(p)
+}
+
+var (
+	_ fs.ReadDirFS  = DirFS("")
+	_ fs.StatFS     = DirFS("")
+	_ fs.ReadLinkFS = DirFS("")
+)
