@@ -212,6 +212,10 @@ func (v *View) Generation() uint64 { return v.state.Load().gen }
 // Passthrough reports whether open files are served by kernel passthrough.
 func (v *View) Passthrough() bool { return v.passthrough.Load() }
 
+// SetPassthrough chooses whether files opened from now on are offered to
+// the kernel for passthrough.
+func (v *View) SetPassthrough(on bool) { v.passthrough.Store(on) }
+
 // AddRoot adds a root and switches the view to the new closure.
 func (v *View) AddRoot(arg string) error {
 	v.mu.Lock()
