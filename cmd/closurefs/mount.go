@@ -268,7 +268,8 @@ kernel (FUSE passthrough) where it allows, else read by the daemon.
 The view is live: root symlinks are watched, and when one changes or a store
 path of the view disappears (garbage collection) the closure is recomputed
 and the view switches at once, while open files keep working. Each store
-path carries the xattrs user.nix.nar-hash, user.nix.nar-size,
+path (except those that are symlinks: the kernel allows no user.* xattrs on
+symlinks) carries the xattrs user.nix.nar-hash, user.nix.nar-size,
 user.nix.references and user.nix.referrers (within the view).
 'closurefs ctl MOUNTPOINT ...' controls a running view.`,
 		setup: func(fs *pflag.FlagSet, e *env) func([]string) error {
