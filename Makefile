@@ -17,8 +17,14 @@ build:
 demo: deps build
 	@sh scripts/demo.sh
 
-vet:
+STATICCHECK := bin/staticcheck
+
+$(STATICCHECK):
+	GOBIN=$(CURDIR)/bin $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+vet: $(STATICCHECK)
 	$(GO) vet ./...
+	$(STATICCHECK) ./...
 	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
 
 test: deps vet

@@ -116,6 +116,10 @@ func parseAttrsJSON(r io.Reader, name, storeDir string) ([]PathInfo, error) {
 		}
 		return &ParseError{File: name, Err: err}
 	}
+	if !json.Valid(data) {
+		var v any
+		return nil, jerr(json.Unmarshal(data, &v))
+	}
 	type list struct {
 		key   string
 		items []jsonPathInfo
@@ -128,8 +132,8 @@ func parseAttrsJSON(r io.Reader, name, storeDir string) ([]PathInfo, error) {
 		}
 		lists = append(lists, list{"", items})
 	} else {
-		var top map[string]json.RawMessage
-		if err := json.Unmarshal(data, &top); err != nil {
+		top, offs, err := topLevel(data)
+		if err != nil {
 			return nil, jerr(err)
 		}
 		var keys []string
@@ -154,6 +158,10 @@ func parseAttrsJSON(r io.Reader, name, storeDir string) ([]PathInfo, error) {
 			}
 			var items []jsonPathInfo
 			if err := json.Unmarshal(raw, &items); err != nil {
+				var te *json.UnmarshalTypeError
+				if errors.As(err, &te) {
+					return nil, &ParseError{File: name, Line: lineAt(data, offs[k]+te.Offset), Err: fmt.Errorf("%s: %v", k, err)}
+				}
 				return nil, &ParseError{File: name, Err: fmt.Errorf("%s: %v", k, err)}
 			}
 			lists = append(lists, list{k, items})
@@ -225,6 +233,44 @@ func parseAttrsJSON(r io.Reader, name, storeDir string) ([]PathInfo, error) {
 	}
 	slices.SortFunc(infos, func(a, b PathInfo) int { return strings.Compare(a.Path, b.Path) })
 	return infos, nil
+}
+
+// topLevel splits a JSON object into its members, returning each value's
+// byte offset in data too.
+func topLevel(data []byte) (map[string]json.RawMessage, map[string]int64, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, nil, err
+	}
+	if tok != json.Delim('{') {
+		return nil, nil, errors.New("not a JSON object")
+	}
+	top := make(map[string]json.RawMessage)
+	offs := make(map[string]int64)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, nil, err
+		}
+		key, _ := tok.(string)
+		off := dec.InputOffset()
+		for off < int64(len(data)) && bytes.IndexByte([]byte(" \t\r\n:"), data[off]) >= 0 {
+			off++
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, nil, err
+		}
+		top[key], offs[key] = raw, off
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, nil, errors.New("data after the top-level JSON object")
+	}
+	return top, offs, nil
 }
 
 // lineAt returns the 1-based line of byte offset off in data.

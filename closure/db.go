@@ -88,61 +88,66 @@ func (d *DB) Resolve(roots []string) (*Closure, error) {
 		}
 	}
 
+	// One pass over the closure: a row per reference (NULL for a path
+	// without any), the path's columns repeated.
 	infos := make(map[string]*PathInfo)
 	byID := make(map[int64]*PathInfo)
-	rows, err = tx.QueryContext(ctx, closureCTE+` SELECT v.id, v.path, v.hash, v.narSize, v.deriver FROM ValidPaths v JOIN cl ON v.id = cl.id`, rootsJSON)
+	type edge struct {
+		from *PathInfo
+		to   int64
+	}
+	var edges []edge
+	rows, err = tx.QueryContext(ctx, closureCTE+` SELECT v.id, v.path, v.hash, v.narSize, v.deriver, r.reference
+		FROM cl JOIN ValidPaths v ON v.id = cl.id LEFT JOIN Refs r ON r.referrer = cl.id`, rootsJSON)
 	if err != nil {
 		return nil, d.errorf("querying the closure: %w", err)
 	}
+	var last *PathInfo
 	for rows.Next() {
 		var (
 			id      int64
 			p, h    string
 			size    sql.NullInt64
 			deriver sql.NullString
+			ref     sql.NullInt64
 		)
-		if err := rows.Scan(&id, &p, &h, &size, &deriver); err != nil {
+		if err := rows.Scan(&id, &p, &h, &size, &deriver, &ref); err != nil {
 			rows.Close()
 			return nil, d.errorf("%w", err)
 		}
-		info := &PathInfo{Path: p, NarSize: uint64(size.Int64), Deriver: deriver.String}
-		if size.Int64 < 0 {
-			rows.Close()
-			return nil, d.errorf("%s has negative NAR size %d", p, size.Int64)
+		if info := byID[id]; info != nil {
+			last = info
+		} else {
+			info := &PathInfo{Path: p, NarSize: uint64(size.Int64), Deriver: deriver.String}
+			if size.Int64 < 0 {
+				rows.Close()
+				return nil, d.errorf("%s has negative NAR size %d", p, size.Int64)
+			}
+			if info.NarHash, err = ParseHash(h); err != nil {
+				rows.Close()
+				return nil, d.errorf("%s: %w", p, err)
+			}
+			if _, err := ParseStorePath(d.StoreDir, p); err != nil {
+				rows.Close()
+				return nil, d.errorf("%w", err)
+			}
+			infos[p] = info
+			byID[id] = info
+			last = info
 		}
-		if info.NarHash, err = ParseHash(h); err != nil {
-			rows.Close()
-			return nil, d.errorf("%s: %w", p, err)
+		if ref.Valid {
+			edges = append(edges, edge{last, ref.Int64})
 		}
-		if _, err := ParseStorePath(d.StoreDir, p); err != nil {
-			rows.Close()
-			return nil, d.errorf("%w", err)
-		}
-		infos[p] = info
-		byID[id] = info
 	}
 	if err := rows.Close(); err != nil {
 		return nil, d.errorf("%w", err)
 	}
-	rows, err = tx.QueryContext(ctx, closureCTE+` SELECT r.referrer, r.reference FROM Refs r JOIN cl ON r.referrer = cl.id`, rootsJSON)
-	if err != nil {
-		return nil, d.errorf("querying references: %w", err)
-	}
-	for rows.Next() {
-		var from, to int64
-		if err := rows.Scan(&from, &to); err != nil {
-			rows.Close()
-			return nil, d.errorf("%w", err)
+	for _, e := range edges {
+		t := byID[e.to]
+		if t == nil {
+			return nil, d.errorf("%s refers to path id %d, which is not in the closure", e.from.Path, e.to)
 		}
-		f, t := byID[from], byID[to]
-		if f == nil || t == nil {
-			rows.Close()
-			return nil, d.errorf("reference %d -> %d outside the closure", from, to)
-		}
-		f.References = append(f.References, t.Path)
-	}
-	if err := rows.Close(); err != nil {
-		return nil, d.errorf("%w", err)
+		e.from.References = append(e.from.References, t.Path)
 	}
 	return newClosure(d.StoreDir, roots, infos), nil
 }

@@ -59,6 +59,7 @@ func commands() []*command {
 	cmds := []*command{
 		versionCommand(),
 		snapshotCommand(),
+		lsCommand(), catCommand(), infoCommand(),
 	}
 	cmds = append(cmds, closureCommands()...)
 	cmds = append(cmds, mountCommands()...)

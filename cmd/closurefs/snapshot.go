@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/closurefs/closurefs/closure"
 	"github.com/closurefs/closurefs/image"
 	"github.com/closurefs/closurefs/internal/atomicfile"
 	"github.com/closurefs/closurefs/internal/progress"
@@ -44,7 +46,9 @@ type snapshotCommon struct {
 }
 
 func imageFormats() []*imageFormat {
-	return nil
+	return []*imageFormat{
+		squashfsFormat(),
+	}
 }
 
 func snapshotCommand() *command {
@@ -63,8 +67,8 @@ fsynced and renamed. The same inputs and flags give the same bytes.`,
 			fs.StringVarP(&c.Output, "output", "o", "", "image file to write (required)")
 			fs.StringVarP(&format, "type", "t", "erofs", "image format: erofs or squashfs")
 			fs.StringVar(&dir, "dir", "", "write this directory's tree instead of a closure")
-			fs.IntVarP(&c.Jobs, "jobs", "j", 0, "parallel compression jobs (default: number of CPUs)")
-			fs.BoolVarP(&c.Quiet, "quiet", "q", false, "no progress bar and no summary")
+			var sf sourceFlags
+			sf.add(fs) // closure sources, --store-dir, -j and -q
 			fs.BoolVar(&c.AllRoot, "all-root", true, "make every file owned by root (uid and gid 0)")
 			fs.Int64VarP(&c.Mtime, "mtime", "T", 0, "modification time of every entry, in seconds since the epoch")
 			fs.BoolVar(&c.KeepHardLinks, "keep-hard-links", false, "keep hard links (default: dereference them; identical files are deduplicated by content instead)")
@@ -79,6 +83,7 @@ fsynced and renamed. The same inputs and flags give the same bytes.`,
 			}
 			sort.Strings(names)
 			return func(args []string) error {
+				c.Jobs, c.Quiet = sf.jobs, sf.quiet
 				if fs.Changed("hard-dereference") && !*hardDeref {
 					c.KeepHardLinks = true
 				}
@@ -112,7 +117,7 @@ fsynced and renamed. The same inputs and flags give the same bytes.`,
 					if len(args) == 0 {
 						return usagef("no ROOT given (or use --dir DIR)")
 					}
-					tree, err = snapshotClosureTree(args, c, opts)
+					tree, err = snapshotClosureTree(fs, &sf, args, c, opts)
 				}
 				if err != nil {
 					return err
@@ -123,10 +128,39 @@ fsynced and renamed. The same inputs and flags give the same bytes.`,
 	}
 }
 
-// snapshotClosureTree resolves the roots to a closure and builds its tree.
-// It is replaced by the closure sources once the closure package lands.
-var snapshotClosureTree = func(roots []string, c *snapshotCommon, opts image.Options) (*image.Tree, error) {
-	return nil, fmt.Errorf("closure resolution is not available yet; use --dir")
+// snapshotClosureTree resolves the roots to a closure with the chosen
+// source and builds the tree of its store paths, read from --read-dir (or
+// the store dir).
+func snapshotClosureTree(fs *pflag.FlagSet, sf *sourceFlags, args []string, c *snapshotCommon, opts image.Options) (*image.Tree, error) {
+	src, release, err := sf.source(fs, c.IncludeReg)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	roots, err := rootPaths(sf.storeDir, args)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := src.Resolve(roots)
+	if err != nil {
+		return nil, err
+	}
+	if c.IncludeReg {
+		var reg bytes.Buffer
+		if err := closure.WriteRegistration(&reg, cl); err != nil {
+			return nil, err
+		}
+		opts.Registration = reg.Bytes()
+	}
+	readDir := sf.readDir
+	if readDir == "" {
+		readDir = sf.storeDir
+	}
+	paths := make([]string, len(cl.Paths))
+	for i, pi := range cl.Paths {
+		paths[i] = filepath.Join(readDir, filepath.Base(pi.Path))
+	}
+	return image.FromStorePaths(paths, opts)
 }
 
 // writeImage writes tree with write to c.Output through a temporary file,
