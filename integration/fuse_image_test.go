@@ -204,4 +204,3 @@ func TestFuseImageBigDir(t *testing.T) {
 		})
 	}
 }
-
