@@ -63,6 +63,7 @@ func commands() []*command {
 		lsCommand(), catCommand(), infoCommand(),
 	}
 	cmds = append(cmds, closureCommands()...)
+	cmds = append(cmds, mountCommands()...)
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds
 }

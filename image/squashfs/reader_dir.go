@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"sort"
 	"strings"
 )
 
@@ -163,6 +164,22 @@ func (d *DirReader) next() (DirEntry, error) {
 	}, nil
 }
 
+// dirEntries returns the entries of dir through the directory cache;
+// the slice must not be modified.
+func (rd *Reader) dirEntries(dir *Inode) ([]DirEntry, error) {
+	if dir.Size-3 > rd.maxCachedListing {
+		return rd.ReadDirAll(dir)
+	}
+	return rd.dirs.get(dir.Ref, func() ([]DirEntry, int64, error) {
+		ents, err := rd.ReadDirAll(dir)
+		cost := int64(64)
+		for _, e := range ents {
+			cost += int64(48 + len(e.Name))
+		}
+		return ents, cost, err
+	})
+}
+
 // ReadDirAll returns every entry of directory dir.
 func (rd *Reader) ReadDirAll(dir *Inode) ([]DirEntry, error) {
 	d, err := rd.OpenDir(dir)
@@ -192,6 +209,20 @@ var errNotFound = fs.ErrNotExist
 func (rd *Reader) Lookup(dir *Inode, name string) (DirEntry, error) {
 	if !dir.isDir() {
 		return DirEntry{}, fmt.Errorf("inode %s is not a directory", refString(dir.Ref))
+	}
+	if dir.Size <= 3 {
+		return DirEntry{}, errNotFound
+	}
+	if dir.Size-3 <= rd.maxCachedListing {
+		ents, err := rd.dirEntries(dir)
+		if err != nil {
+			return DirEntry{}, err
+		}
+		i := sort.Search(len(ents), func(i int) bool { return ents[i].Name >= name })
+		if i < len(ents) && ents[i].Name == name {
+			return ents[i], nil
+		}
+		return DirEntry{}, errNotFound
 	}
 	p, err := rd.indexStart(dir, name)
 	if err != nil {

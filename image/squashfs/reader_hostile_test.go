@@ -26,10 +26,13 @@ func TestSynthImage(t *testing.T) {
 	}
 }
 
-// walkAll visits every entry of r through the Reader API, reading files
-// and xattrs, within budgets, and returns the first error.
-func walkAll(r *Reader) error {
-	const maxEntries, maxRead = 20000, 1 << 20
+// walkAll walks r with generous budgets; see walkBudget.
+func walkAll(r *Reader) error { return walkBudget(r, 20000, 64<<20) }
+
+// walkBudget visits the entries of r through the Reader API, reading
+// files (at most 1 MiB of each, maxRead bytes in all) and xattrs, and
+// returns the first error.
+func walkBudget(r *Reader, maxEntries int, maxRead int64) error {
 	root, err := r.Inode(r.RootRef())
 	if err != nil {
 		return err
@@ -41,6 +44,7 @@ func walkAll(r *Reader) error {
 		}
 	}
 	visited := 0
+	var read int64
 	stack := []*Inode{root}
 	buf := make([]byte, 64<<10)
 	for len(stack) > 0 && visited < maxEntries {
@@ -80,9 +84,10 @@ func walkAll(r *Reader) error {
 					note(err)
 					continue
 				}
-				for off := int64(0); off < min(fd.Size(), maxRead); {
+				for off := int64(0); off < min(fd.Size(), 1<<20) && read < maxRead; {
 					n, err := fd.ReadAt(buf, off)
 					off += int64(n)
+					read += int64(n)
 					if err != nil {
 						if err != io.EOF {
 							note(err)

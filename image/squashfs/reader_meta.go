@@ -47,7 +47,7 @@ func (rd *Reader) metaBlock(pos, limit uint64) (*metaBlock, error) {
 			}
 			mb.data = out
 		}
-		return mb, int64(len(mb.data) + 64), nil
+		return mb, int64(cap(mb.data) + 64), nil
 	})
 	if err != nil {
 		return nil, err
