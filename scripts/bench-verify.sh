@@ -7,14 +7,20 @@
 # with a warm page cache. Prints the times and the ratios (nix-store time /
 # closurefs time: above 1 means closurefs is faster).
 #
-#	sh scripts/bench-verify.sh          # RUNS=3 JOBS=<all CPUs> by default
+#	sh scripts/bench-verify.sh   # RUNS=3, JOBS=0 (all CPUs), BENCH_DIR= (temp)
 set -eu
 export PATH="$PATH:/usr/local/go/bin"
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 JOBS=${JOBS:-0}
-work=$(mktemp -d "${TMPDIR:-/var/tmp}/bench-verify.XXXXXX")
-trap 'rm -rf "$work"' EXIT INT TERM
+# BENCH_DIR keeps the images between runs (they take minutes to make).
+if [ -n "${BENCH_DIR:-}" ]; then
+	work=$BENCH_DIR
+	mkdir -p "$work"
+else
+	work=$(mktemp -d "${TMPDIR:-/var/tmp}/bench-verify.XXXXXX")
+	trap 'rm -rf "$work"' EXIT INT TERM
+fi
 
 go build -trimpath -o "$work/closurefs" ./cmd/closurefs
 cfs="$work/closurefs"
@@ -28,30 +34,33 @@ nix-store --dump-db $(cat "$work/paths") >"$work/registration"
 narbytes=$(awk '{ if (st==0) st=1; else if (st==1) st=2; else if (st==2) { s+=$0; st=3 } else if (st==3) st=4; else if (st==4) { n=$0; st=(n>0?5:0) } else if (--n==0) st=0 } END { printf "%d", s }' "$work/registration")
 
 # Stage the closure (hard links, no copy) and make the two images.
+if [ ! -s "$work/squashfs.img" ] || [ ! -s "$work/erofs.img" ]; then
+rm -rf "$work/stage"
 mkdir "$work/stage"
 while read -r p; do cp -a --link "$p" "$work/stage/"; done <"$work/paths"
 echo "bench-verify: mkfs.erofs -zlz4hc and mksquashfs -comp zstd of $npaths paths" >&2
 mkfs.erofs -zlz4hc -T0 --all-root "$work/erofs.img" "$work/stage" >/dev/null 2>&1
 mksquashfs "$work/stage" "$work/squashfs.img" -comp zstd -Xcompression-level 6 -all-root -noappend -quiet -no-progress >/dev/null
 rm -rf "$work/stage"
+fi
 
 # time_once CMD...: prints "WALL CPU" (seconds; CPU = user + system) of
 # one run. CPU time is also printed because on a busy machine wall times
 # say more about the other load than about the tools.
 time_once() {
+	case $1 in
+	nix) set -- nix-store --verify-path $(cat "$work/paths") ;;
+	erofs) set -- "$cfs" verify -q -j "$JOBS" --registration "$work/registration" "$work/erofs.img" ;;
+	squashfs) set -- "$cfs" verify -q -j "$JOBS" --registration "$work/registration" "$work/squashfs.img" ;;
+	store) set -- "$cfs" verify -q -j "$JOBS" --registration "$work/registration" /nix/store ;;
+	esac
 	/usr/bin/time -f '%e %U %S' -o "$work/time" "$@" >/dev/null 2>"$work/err" ||
 		{ echo "bench-verify: failed: $*" >&2; cat "$work/err" >&2; exit 1; }
 	awk '{ printf "%s %.2f\n", $1, $2 + $3 }' "$work/time"
 }
 
-cfs_erofs() { "$cfs" verify -q -j "$JOBS" --registration "$work/registration" "$work/erofs.img"; }
-cfs_squashfs() { "$cfs" verify -q -j "$JOBS" --registration "$work/registration" "$work/squashfs.img"; }
-cfs_store() { "$cfs" verify -q -j "$JOBS" --registration "$work/registration" /nix/store; }
-# shellcheck disable=SC2046
-nix_verify() { nix-store --verify-path $(cat "$work/paths"); }
-
-# Warm the page cache for every input once.
-cfs_erofs; cfs_squashfs; cfs_store; nix_verify
+# Warm the page cache for every input once (and check that all pass).
+for t in nix erofs squashfs store; do time_once $t >/dev/null; done
 
 # Keep the best wall and the best CPU time of each tool.
 best() { # best NAME "WALL CPU"
@@ -62,10 +71,10 @@ best() { # best NAME "WALL CPU"
 }
 i=0
 while [ "$i" -lt "$RUNS" ]; do
-	best nix "$(time_once nix_verify)"
-	best erofs "$(time_once cfs_erofs)"
-	best squashfs "$(time_once cfs_squashfs)"
-	best store "$(time_once cfs_store)"
+	best nix "$(time_once nix)"
+	best erofs "$(time_once erofs)"
+	best squashfs "$(time_once squashfs)"
+	best store "$(time_once store)"
 	i=$((i + 1))
 done
 
