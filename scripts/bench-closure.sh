@@ -33,16 +33,19 @@ for p in "${paths[@]}"; do nix-store --dump "$p"; done >"$tmp/closure.nar"
 cat "$tmp/closure.nar" >/dev/null
 "$tmp/closurefs" nar-hash -q "${paths[@]}" >/dev/null
 
-# median CMD...: runs CMD $RUNS times, prints the median wall time in seconds.
-median() {
-	local times=() i t0 t1
+# measure CMD...: runs CMD $RUNS times and prints the median wall time and
+# the median CPU time (user + system, children included) in seconds. CPU time
+# is the fairer figure on a busy machine; wall time is what a user waits.
+measure() {
+	local i out=$tmp/times TIMEFORMAT='%R %U %S'
+	: >"$out"
 	for ((i = 0; i < RUNS; i++)); do
-		t0=$EPOCHREALTIME
-		"$@" >/dev/null
-		t1=$EPOCHREALTIME
-		times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.6f", b - a}')")
+		{ time "$@" >/dev/null; } 2>>"$out"
 	done
-	printf '%s\n' "${times[@]}" | sort -g | awk '{t[NR] = $1} END {print t[int((NR + 1) / 2)]}'
+	local wall cpu
+	wall=$(awk '{print $1}' "$out" | sort -g | awk '{t[NR] = $1} END {print t[int((NR + 1) / 2)]}')
+	cpu=$(awk '{print $2 + $3}' "$out" | sort -g | awk '{t[NR] = $1} END {print t[int((NR + 1) / 2)]}')
+	echo "$wall $cpu"
 }
 
 nix_registration() {
@@ -60,15 +63,19 @@ if [ "$(grep -c '^sha256:' "$tmp/reg")" != "${#paths[@]}" ]; then
 	exit 1
 fi
 
-reg_nix=$(median nix_registration)
-reg_ours=$(median ours_registration)
-hash_ref=$(median openssl_hash)
-hash_ours=$(median ours_hash)
+read -r reg_nix reg_nix_cpu < <(measure nix_registration)
+read -r reg_ours reg_ours_cpu < <(measure ours_registration)
+read -r hash_ref hash_ref_cpu < <(measure openssl_hash)
+read -r hash_ours hash_ours_cpu < <(measure ours_hash)
 
 echo "bench fixture: ${#paths[@]} store paths, $narsize NAR bytes; $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg); median of $RUNS runs"
-awk -v rn="$reg_nix" -v ro="$reg_ours" -v hr="$hash_ref" -v ho="$hash_ours" -v bytes="$narsize" 'BEGIN {
-	printf "%-44s %12s %12s %8s\n", "task", "reference", "closurefs", "ratio"
-	printf "%-44s %10.3f s %10.3f s %7.2fx\n", "registration (nix-store -qR + --dump-db)", rn, ro, rn / ro
-	printf "%-44s %10.3f s %10.3f s %7.2fx\n", "NAR SHA-256 of the closure (openssl dgst)", hr, ho, hr / ho
-	printf "%-44s %8.0f MB/s %8.0f MB/s\n", "NAR hashing throughput", bytes / hr / 1e6, bytes / ho / 1e6
+awk -v rn="$reg_nix" -v ro="$reg_ours" -v hr="$hash_ref" -v ho="$hash_ours" \
+	-v rnc="$reg_nix_cpu" -v roc="$reg_ours_cpu" -v hrc="$hash_ref_cpu" -v hoc="$hash_ours_cpu" -v bytes="$narsize" 'BEGIN {
+	f = "%-42s %-5s %9.3f s %9.3f s %7.2fx\n"
+	printf "%-42s %-5s %11s %11s %8s\n", "task", "time", "reference", "closurefs", "ratio"
+	printf f, "registration (nix-store -qR + --dump-db)", "wall", rn, ro, rn / ro
+	printf f, "", "cpu", rnc, roc, rnc / (roc > 0 ? roc : 0.001)
+	printf f, "NAR SHA-256 of the closure (openssl dgst)", "wall", hr, ho, hr / ho
+	printf f, "", "cpu", hrc, hoc, hrc / hoc
+	printf "%-42s %-5s %7.0f MB/s %7.0f MB/s\n", "NAR hashing throughput", "wall", bytes / hr / 1e6, bytes / ho / 1e6
 }'
