@@ -464,10 +464,7 @@ func TestFSTest(t *testing.T) {
 	src := makeTree(t, treeOpts{special: isRoot()})
 	img := mkImage(t, src, "mksquashfs", "-comp", "zstd", "-b", "4096")
 	r := openImage(t, img)
-	var want []string
-	for _, n := range []string{"small", "sub/hard2", "bigdir/entry-01000-with-a-longish-name-to-fill-blocks", "link-dir", "sparse"} {
-		want = append(want, n)
-	}
+	want := []string{"small", "sub/hard2", "bigdir/entry-01000-with-a-longish-name-to-fill-blocks", "link-dir", "sparse"}
 	if err := fstest.TestFS(r, want...); err != nil {
 		t.Fatal(err)
 	}
