@@ -75,6 +75,22 @@ func (rd *Reader) readAt(in *rdInode, p []byte, off int64) (int, error) {
 
 // mapExtent returns the extent holding byte off (< in.size) of in.
 func (rd *Reader) mapExtent(in *rdInode, off int64) (rdExtent, error) {
+	in.lastMu.Lock()
+	e := in.last
+	in.lastMu.Unlock()
+	if e.llen > 0 && off >= e.la && off < e.la+e.llen {
+		return e, nil
+	}
+	e, err := rd.mapExtentUncached(in, off)
+	if err == nil {
+		in.lastMu.Lock()
+		in.last = e
+		in.lastMu.Unlock()
+	}
+	return e, err
+}
+
+func (rd *Reader) mapExtentUncached(in *rdInode, off int64) (rdExtent, error) {
 	switch in.layout {
 	case LayoutFlatPlain, LayoutFlatInline:
 		return rd.mapFlat(in, off)

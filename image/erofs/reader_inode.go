@@ -41,6 +41,11 @@ type rdInode struct {
 	zOnce sync.Once
 	z     *rdZinfo
 	zErr  error
+
+	// last is the extent mapped last, so that sequential reads map each
+	// extent once.
+	lastMu sync.Mutex
+	last   rdExtent
 }
 
 // dataPos is the byte offset just after the inode and its inline xattrs.
