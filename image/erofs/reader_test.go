@@ -369,7 +369,11 @@ var rdImageCases = []rdImageCase{
 	{name: "lz4-dedupe", newer: true, args: []string{"-zlz4", "-Ededupe", "-C65536"}},
 	{name: "zstd-lz4-compressed-dirs", newer: true, args: []string{"-zzstd:lz4hc", "--zD=1", "-Eztailpacking"}},
 	{name: "microvm", newer: true, args: []string{"-zlz4hc", "-Eztailpacking", "-Efragments", "--all-root", "-Lnix-store"}},
-	{name: "xattr-prefixes", newer: true, args: []string{"-x1", "-Exattr-name-filter"}},
+	{name: "xattr-prefixes-filter", newer: true, args: []string{"-x1", "-Exattr-name-filter", "--xattr-prefix=user.sh", "--xattr-prefix=trusted.overlay."}, feats: []string{"xattr_prefixes"}},
+	{name: "48bit", newer: true, args: []string{"-E48bit"}, feats: []string{"48bit"}},
+	{name: "48bit-lz4hc-ztail-fragments", newer: true, args: []string{"-zlz4hc", "-E48bit", "-Eztailpacking", "-Efragments"}, feats: []string{"48bit"}},
+	{name: "48bit-zstd-dedupe", newer: true, args: []string{"-zzstd", "-E48bit", "-Ededupe", "-C65536"}, feats: []string{"48bit"}},
+	{name: "blocksize-1k", newer: true, args: []string{"-b1024", "-zlz4hc", "-Eztailpacking"}},
 }
 
 // TestReadMkfsImages reads images made by mkfs.erofs of the test tree and
