@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
+	"sync"
 
 	"github.com/closurefs/closurefs/internal/codec"
+	"github.com/closurefs/closurefs/internal/lz4"
 )
 
 // compressor turns file segments into pclusters.
@@ -20,6 +22,9 @@ type compressor struct {
 	zstdWindowLog int
 	compact       bool
 	ztail         bool
+	// hc, when set, encodes lz4hc with the optimal-parsing encoder.
+	hcLevel int
+	hcPool  sync.Pool
 }
 
 // extent is one pcluster of a compressed file.
@@ -54,6 +59,9 @@ func newCompressor(opts Options, bs int) (*compressor, error) {
 		return nil, fmt.Errorf("erofs: %w", err)
 	}
 	c.codec = cd
+	if name == "lz4hc" {
+		c.hcLevel = cd.Level()
+	}
 	ps := opts.PclusterSize
 	if ps == 0 {
 		ps = bs
@@ -144,7 +152,7 @@ func (c *compressor) fit(dst, src []byte, capBytes int, ratio float64) ([]byte, 
 	if c.alg == AlgLZ4 {
 		for {
 			l := min(len(src), guess)
-			out, err := c.codec.Compress(dst[:0], src[:l])
+			out, err := c.lz4(dst[:0], src[:l])
 			if err != nil {
 				return nil, 0, ratio, err
 			}
@@ -155,7 +163,7 @@ func (c *compressor) fit(dst, src []byte, capBytes int, ratio float64) ([]byte, 
 				guess = l * 2
 				continue
 			}
-			t, used := lz4Truncate(out, capBytes)
+			t, used := lz4Truncate(out, src[:l], capBytes)
 			if used == 0 {
 				return out[:0], 0, ratio, nil
 			}
@@ -197,15 +205,27 @@ func (c *compressor) fit(dst, src []byte, capBytes int, ratio float64) ([]byte, 
 	return best, bestUsed, float64(bestUsed) / float64(capBytes), nil
 }
 
+// lz4 compresses src into a raw LZ4 block.
+func (c *compressor) lz4(dst, src []byte) ([]byte, error) {
+	if c.hcLevel == 0 {
+		return c.codec.Compress(dst, src)
+	}
+	e, _ := c.hcPool.Get().(*lz4.Encoder)
+	if e == nil {
+		e = lz4.Level(c.hcLevel)
+	}
+	out := e.Encode(dst, src)
+	c.hcPool.Put(e)
+	return out, nil
+}
+
 // lz4Truncate cuts a raw LZ4 block (which decodes to more input than fits)
 // after the last sequence that leaves room for a final literal run, within
 // capBytes, and appends that run. It returns the new block and the input
 // length it decodes to (0 if no cut point exists).
-func lz4Truncate(blk []byte, capBytes int) ([]byte, int) {
+func lz4Truncate(blk, src []byte, capBytes int) ([]byte, int) {
 	type seq struct{ cend, iend, mstart int }
 	var seqs []seq
-	var lits []int // input position of each sequence's literals start and compressed pos
-	_ = lits
 	ip, op := 0, 0
 	for ip < len(blk) {
 		tok := blk[ip]
@@ -242,10 +262,7 @@ func lz4Truncate(blk []byte, capBytes int) ([]byte, int) {
 		op += ml
 		seqs = append(seqs, seq{ip, op, mstart})
 	}
-	// The original input follows from the block: we need the bytes of the
-	// final literal run, which are input bytes. Decode as needed.
-	dec := make([]byte, 0, op+64)
-	dec = lz4DecodeTrusted(dec, blk)
+	dec := src // the block decodes to src
 	for k := len(seqs) - 1; k >= -1; k-- {
 		cend, iend, mstart := 0, 0, 0
 		if k >= 0 {
@@ -292,49 +309,6 @@ func appendLits(dst, lit []byte) []byte {
 		dst = append(dst, byte(r))
 	}
 	return append(dst, lit...)
-}
-
-// lz4DecodeTrusted decodes a trusted raw LZ4 block (our own encoder's output).
-func lz4DecodeTrusted(dst, blk []byte) []byte {
-	ip := 0
-	for ip < len(blk) {
-		tok := blk[ip]
-		ip++
-		ll := int(tok >> 4)
-		if ll == 15 {
-			for {
-				b := blk[ip]
-				ip++
-				ll += int(b)
-				if b != 255 {
-					break
-				}
-			}
-		}
-		dst = append(dst, blk[ip:ip+ll]...)
-		ip += ll
-		if ip >= len(blk) {
-			break
-		}
-		off := int(binary.LittleEndian.Uint16(blk[ip:]))
-		ip += 2
-		ml := int(tok&15) + 4
-		if tok&15 == 15 {
-			for {
-				b := blk[ip]
-				ip++
-				ml += int(b)
-				if b != 255 {
-					break
-				}
-			}
-		}
-		s := len(dst) - off
-		for i := 0; i < ml; i++ {
-			dst = append(dst, dst[s+i])
-		}
-	}
-	return dst
 }
 
 // finishCompressed places a compressed file's last pcluster (inline or in

@@ -249,6 +249,7 @@ func fsckImage(t testing.TB, img, src string) {
 		t.Errorf("fsck.erofs: %v\n%s", err, out)
 		return
 	}
+	compareTrees(t, src, dst, false)
 }
 
 // TestWriteDeterministic checks that -j 1 and -j 2, and a source with
