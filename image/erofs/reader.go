@@ -106,10 +106,10 @@ func OpenOptions(r io.ReaderAt, opts ReaderOptions) (*Reader, error) {
 	}
 	root, err := rd.inodeAt(rd.rootNid)
 	if err != nil {
-		return nil, fmt.Errorf("erofs: root rdInode: %w", err)
+		return nil, fmt.Errorf("erofs: root inode: %w", err)
 	}
 	if !root.isDir() {
-		return nil, fmt.Errorf("erofs: %w", corruptf("root rdInode %d is not a directory", rd.rootNid))
+		return nil, fmt.Errorf("erofs: %w", corruptf("root inode %d is not a directory", rd.rootNid))
 	}
 	return rd, nil
 }

@@ -288,7 +288,7 @@ func (d *rdDirEntry) Info() (fs.FileInfo, error) {
 		return nil, err
 	}
 	if in.fileMode().Type() != d.typeBits() {
-		return nil, corruptf("entry %q says type %d, rdInode %d has mode %#o", d.e.name, d.e.typ, in.nid, in.mode)
+		return nil, corruptf("entry %q says type %d, inode %d has mode %#o", d.e.name, d.e.typ, in.nid, in.mode)
 	}
 	return &rdFileInfo{d.e.name, in}, nil
 }

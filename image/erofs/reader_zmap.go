@@ -92,7 +92,7 @@ func (rd *Reader) loadZinfo(in *rdInode) (*rdZinfo, error) {
 	}
 	z.algs = [2]int{int(h[6] & 15), int(h[6] >> 4)}
 	if z.lbits > 30 {
-		return nil, corruptf("nid %d: rdLcluster size 2^%d", in.nid, z.lbits)
+		return nil, corruptf("nid %d: lcluster size 2^%d", in.nid, z.lbits)
 	}
 	if z.advise&AdviseFragmentPcluster != 0 {
 		if rd.incompat&FeatureIncompatFragments == 0 {
@@ -108,7 +108,7 @@ func (rd *Reader) loadZinfo(in *rdInode) (*rdZinfo, error) {
 	z.totalIdx = uint64((in.size + int64(1)<<z.lbits - 1) >> z.lbits)
 	if in.layout == LayoutCompressedCompact {
 		if z.lbits != rd.blkBits {
-			return nil, corruptf("nid %d: compact indexes with rdLcluster size 2^%d != block size", in.nid, z.lbits)
+			return nil, corruptf("nid %d: compact indexes with lcluster size 2^%d != block size", in.nid, z.lbits)
 		}
 		if (z.advise&AdviseBigPcluster1 == 0) != (z.advise&AdviseBigPcluster2 == 0) {
 			return nil, corruptf("nid %d: big pcluster head1/head2 flags of compact indexes differ", in.nid)
@@ -145,7 +145,7 @@ func (rd *Reader) loadLcluster(in *rdInode, z *rdZinfo, lcn uint64, lookahead bo
 	var m rdLcluster
 	var err error
 	if lcn >= z.totalIdx {
-		return m, corruptf("nid %d: rdLcluster %d beyond the %d of the file", in.nid, lcn, z.totalIdx)
+		return m, corruptf("nid %d: lcluster %d beyond the %d of the file", in.nid, lcn, z.totalIdx)
 	}
 	if in.layout == LayoutCompressedCompact {
 		m, err = rd.loadCompact(in, z, lcn, lookahead)
@@ -156,7 +156,7 @@ func (rd *Reader) loadLcluster(in *rdInode, z *rdZinfo, lcn uint64, lookahead bo
 		return m, err
 	}
 	if m.typ != LclusterNonhead && m.clusterOfs >= int64(1)<<z.lbits {
-		return m, corruptf("nid %d: rdLcluster %d: cluster offset %d beyond the rdLcluster", in.nid, lcn, m.clusterOfs)
+		return m, corruptf("nid %d: lcluster %d: cluster offset %d beyond the lcluster", in.nid, lcn, m.clusterOfs)
 	}
 	return m, nil
 }
@@ -175,7 +175,7 @@ func (rd *Reader) loadFull(in *rdInode, z *rdZinfo, lcn uint64) (rdLcluster, err
 		d0 := uint64(le.Uint16(b[4:]))
 		if d0&LID0CblkCnt != 0 {
 			if z.advise&(AdviseBigPcluster1|AdviseBigPcluster2) == 0 {
-				return m, corruptf("nid %d: rdLcluster %d: block count without big pclusters", in.nid, lcn)
+				return m, corruptf("nid %d: lcluster %d: block count without big pclusters", in.nid, lcn)
 			}
 			m.cblks = d0 &^ LID0CblkCnt
 			d0 = 1
@@ -222,7 +222,7 @@ func (rd *Reader) loadCompact(in *rdInode, z *rdZinfo, lcn uint64, lookahead boo
 	case shift == 1 && z.lbits <= 12:
 		vcnt = 16
 	default:
-		return rdLcluster{}, corruptf("nid %d: compact indexes unsupported for rdLcluster size 2^%d", in.nid, z.lbits)
+		return rdLcluster{}, corruptf("nid %d: compact indexes unsupported for lcluster size 2^%d", in.nid, z.lbits)
 	}
 	packSize := int64(vcnt) << shift
 	packPos := pos &^ (packSize - 1)
@@ -257,7 +257,7 @@ func (rd *Reader) loadCompact(in *rdInode, z *rdZinfo, lcn uint64, lookahead boo
 		}
 		if lo&LID0CblkCnt != 0 {
 			if !big {
-				return m, corruptf("nid %d: rdLcluster %d: block count without big pclusters", in.nid, lcn)
+				return m, corruptf("nid %d: lcluster %d: block count without big pclusters", in.nid, lcn)
 			}
 			m.cblks = lo &^ LID0CblkCnt
 			m.delta[0] = 1
@@ -304,7 +304,7 @@ func (rd *Reader) loadCompact(in *rdInode, z *rdZinfo, lcn uint64, lookahead boo
 					continue
 				}
 				if l <= 1 {
-					return m, corruptf("nid %d: rdLcluster %d: bad delta in a big pcluster pack", in.nid, lcn)
+					return m, corruptf("nid %d: lcluster %d: bad delta in a big pcluster pack", in.nid, lcn)
 				}
 				j -= int(l) - 2
 				continue
@@ -339,14 +339,14 @@ func (rd *Reader) findHead(in *rdInode, z *rdZinfo, off uint64) (head, first rdL
 	case LclusterNonhead:
 		back = m.delta[0]
 	default:
-		return m, first, corruptf("nid %d: rdLcluster %d has unknown type %d", in.nid, lcn, m.typ)
+		return m, first, corruptf("nid %d: lcluster %d has unknown type %d", in.nid, lcn, m.typ)
 	}
 	// Walk back to the head; a pcluster decodes to at most
 	// rdMaxExtentSize bytes, which bounds the walk.
 	maxSteps := uint64(rdMaxExtentSize>>z.lbits) + 2
 	for steps := uint64(0); ; steps++ {
 		if back == 0 || back > m.lcn || steps > maxSteps {
-			return m, first, corruptf("nid %d: bogus lookback distance %d at rdLcluster %d", in.nid, back, m.lcn)
+			return m, first, corruptf("nid %d: bogus lookback distance %d at lcluster %d", in.nid, back, m.lcn)
 		}
 		if m, err = rd.loadLcluster(in, z, m.lcn-back, false); err != nil {
 			return m, first, err
@@ -357,7 +357,7 @@ func (rd *Reader) findHead(in *rdInode, z *rdZinfo, off uint64) (head, first rdL
 		case LclusterPlain, LclusterHead1, LclusterHead2:
 			return m, first, nil
 		default:
-			return m, first, corruptf("nid %d: rdLcluster %d has unknown type %d", in.nid, m.lcn, m.typ)
+			return m, first, corruptf("nid %d: lcluster %d has unknown type %d", in.nid, m.lcn, m.typ)
 		}
 	}
 }
@@ -386,10 +386,10 @@ func (rd *Reader) mapCompressed(in *rdInode, off int64) (rdExtent, error) {
 	}
 	e := rdExtent{la: la, llen: end - la, kind: extPcluster, partial: head.partial}
 	if e.llen <= 0 || off >= end {
-		return rdExtent{}, corruptf("nid %d: rdExtent at %d has bad length %d", in.nid, la, e.llen)
+		return rdExtent{}, corruptf("nid %d: extent at %d has bad length %d", in.nid, la, e.llen)
 	}
 	if e.llen > rdMaxExtentSize {
-		return rdExtent{}, corruptf("nid %d: rdExtent at %d decodes to %d bytes, more than %d", in.nid, la, e.llen, rdMaxExtentSize)
+		return rdExtent{}, corruptf("nid %d: extent at %d decodes to %d bytes, more than %d", in.nid, la, e.llen, rdMaxExtentSize)
 	}
 	switch {
 	case z.hasTail && head.lcn == z.tailHead && z.idataSize != 0:
@@ -443,7 +443,7 @@ func (rd *Reader) extentEnd(in *rdInode, z *rdZinfo, head rdLcluster) (int64, er
 			return in.size, nil
 		}
 		if steps > maxSteps {
-			return 0, corruptf("nid %d: rdExtent at rdLcluster %d too long", in.nid, head.lcn)
+			return 0, corruptf("nid %d: extent at lcluster %d too long", in.nid, head.lcn)
 		}
 		m, err := rd.loadLcluster(in, z, lcn, true)
 		if err != nil {
@@ -482,7 +482,7 @@ func (rd *Reader) pclusterBlocks(in *rdInode, z *rdZinfo, head rdLcluster) (uint
 		return 1, nil
 	}
 	if m.delta[0] != 1 || m.cblks == 0 {
-		return 0, corruptf("nid %d: big pcluster at rdLcluster %d lacks its block count", in.nid, head.lcn)
+		return 0, corruptf("nid %d: big pcluster at lcluster %d lacks its block count", in.nid, head.lcn)
 	}
 	if m.cblks > rdMaxPclusterSize>>rd.blkBits {
 		return 0, corruptf("nid %d: pcluster of %d blocks", in.nid, m.cblks)
