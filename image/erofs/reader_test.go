@@ -155,7 +155,7 @@ func rdMkfs(t testing.TB, bin string, src string, args ...string) string {
 	a := append(append([]string{"-T0", "-d0"}, args...), img, src)
 	out, err := exec.Command(bin, a...).CombinedOutput()
 	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", bin, strings.Join(a, " "), err, out)
+		t.Fatalf("%s %s: %v\n%s", bin, strings.Join(a, " "), err, out[max(0, len(out)-2000):])
 	}
 	return img
 }
