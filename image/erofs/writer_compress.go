@@ -104,7 +104,15 @@ func (c *compressor) compressSegment(src []byte, off int64, last bool) ([]byte, 
 		e := extent{lstart: uint64(off) + uint64(pos)}
 		cb := (len(comp) + bs - 1) / bs
 		isLast := last && pos+used == len(src)
-		if used > 0 && cb < (used+bs-1)/bs && (c.alg != AlgDeflate || comp[0] != 0) {
+		// Compressed when it saves a block, or for a file's last extent
+		// (which may be inlined) when it saves bytes.
+		plainBlocks := (used + bs - 1) / bs
+		if isLast {
+			// A final plain extent is split at lcluster boundaries.
+			plainBlocks = (int((uint64(off)+uint64(pos))%uint64(bs)) + used + bs - 1) / bs
+		}
+		saves := cb < plainBlocks || (c.ztail && isLast && len(comp) < used)
+		if used > 0 && saves && (c.alg != AlgDeflate || comp[0] != 0) {
 			e.llen = uint32(used)
 			e.blocks = uint32(cb)
 			if isLast {

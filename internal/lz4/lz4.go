@@ -50,8 +50,10 @@ func Level(level int) *Encoder {
 	if level < 1 {
 		level = 9
 	}
-	d := 1 << max(level-3, 1)
-	return &Encoder{Depth: d}
+	// 2^(level-3) candidates per position: level 9 searches 64, which
+	// with optimal parsing compresses about as well as LZ4HC level 9
+	// (256 candidates, lazy parsing) at a fraction of the search.
+	return &Encoder{Depth: 1 << max(min(level, 12)-3, 0)}
 }
 
 // Encode appends the LZ4 block of src to dst.
@@ -120,10 +122,10 @@ func (e *Encoder) Encode(dst, src []byte) []byte {
 			if d > maxDistance {
 				break
 			}
-			if binary.LittleEndian.Uint32(src[c:]) != first {
+			if best >= minMatch && src[int(c)+best] != src[p+best] {
 				continue
 			}
-			if best >= minMatch && (p+best >= n || src[int(c)+best] != src[p+best]) {
+			if binary.LittleEndian.Uint32(src[c:]) != first {
 				continue
 			}
 			l := minMatch + commonLen(src[int(c)+minMatch:], src[p+minMatch:p+maxLen])
