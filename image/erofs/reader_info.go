@@ -49,7 +49,6 @@ var (
 	kernelLZ40Padding = rdKernelNeed{5, 3, "lz4 with 0padding and compact indexes"}
 	kernelBigPcluster = rdKernelNeed{5, 13, "compr_cfgs/big pclusters"}
 	kernelChunked     = rdKernelNeed{5, 15, "chunk-based files"}
-	kernelDevices     = rdKernelNeed{5, 15, "device table"}
 	kernelLZMA        = rdKernelNeed{5, 16, "lzma (MicroLZMA)"}
 	kernelZtail       = rdKernelNeed{5, 17, "ztailpacking"}
 	kernelFragments   = rdKernelNeed{6, 1, "fragments/dedupe"}
