@@ -22,6 +22,7 @@ type compressor struct {
 	zstdWindowLog int
 	compact       bool
 	ztail         bool
+	frags         bool
 	// hc, when set, encodes lz4hc with the optimal-parsing encoder.
 	hcLevel int
 	hcPool  sync.Pool
@@ -36,10 +37,12 @@ type extent struct {
 	csize   int    // bytes of this extent in the segment's data
 	blkaddr uint32
 	inline  bool // ztailpacking: stored after the indexes
+	// fragment: the raw tail goes to the packed inode (fragments).
+	fragment bool
 }
 
 func newCompressor(opts Options, bs int) (*compressor, error) {
-	c := &compressor{blksz: bs, blkbits: uint(bits.TrailingZeros(uint(bs))), compact: !opts.FullIndexes, ztail: opts.Ztailpacking}
+	c := &compressor{blksz: bs, blkbits: uint(bits.TrailingZeros(uint(bs))), compact: !opts.FullIndexes, ztail: opts.Ztailpacking, frags: opts.Fragments}
 	name := opts.Compressor
 	switch name {
 	case "lz4", "lz4hc":
@@ -80,7 +83,7 @@ func newCompressor(opts Options, bs int) (*compressor, error) {
 // compressed bytes right-aligned (zero padding first) or plain bytes at
 // the start. The last extent of the file's last segment is returned
 // unpadded (csize bytes) so the caller can inline it.
-func (c *compressor) compressSegment(src []byte, off int64, last bool) ([]byte, []extent, error) {
+func (c *compressor) compressSegment(src []byte, off int64, last, frags bool) ([]byte, []extent, error) {
 	var data []byte
 	var exts []extent
 	bs := c.blksz
@@ -102,6 +105,16 @@ func (c *compressor) compressSegment(src []byte, off int64, last bool) ([]byte, 
 		}
 		scratch = comp[:0]
 		e := extent{lstart: uint64(off) + uint64(pos)}
+		if frags && last && used == len(src)-pos {
+			// The rest fits one pcluster: it is the file's tail, kept
+			// raw for the packed inode.
+			e.llen = uint32(used)
+			e.fragment = true
+			e.csize = used
+			data = append(data, src[pos:]...)
+			exts = append(exts, e)
+			break
+		}
 		cb := (len(comp) + bs - 1) / bs
 		isLast := last && pos+used == len(src)
 		// Compressed when it saves a block, or for a file's last extent
@@ -326,6 +339,14 @@ func (c *compressor) finishCompressed(wr *Writer, fs *fileState, h io.Writer) er
 	exts := fs.ext
 	lastE := &exts[len(exts)-1]
 	var tail []byte
+	var fragOff int64 = -1
+	if lastE.fragment {
+		fragOff = int64(len(wr.packedData))
+		wr.packedData = append(wr.packedData, fs.pending...)
+		fs.pending = nil
+		lastE.blocks = 0
+		wr.incompat |= FeatureIncompatFragments
+	}
 	if c.ztail && fs.pending != nil && len(fs.pending) < c.blksz {
 		// Inline when header, indexes and tail fit the rules.
 		metaLen := c.metaLen(in, len(exts))
@@ -349,7 +370,15 @@ func (c *compressor) finishCompressed(wr *Writer, fs *fileState, h io.Writer) er
 	} else {
 		in.layout = LayoutCompressedFull
 	}
-	in.inline = c.encodeMeta(in, exts, tail)
+	if fragOff >= 0 && len(exts) == 1 {
+		// The whole file is a fragment: just the map header.
+		h := make([]byte, MapHeaderSize)
+		binary.LittleEndian.PutUint64(h, uint64(fragOff)|1<<63)
+		in.inline = h
+		in.tailLen = 0
+		return nil
+	}
+	in.inline = c.encodeMeta(in, exts, tail, fragOff)
 	in.tailLen = len(tail)
 	if tail != nil {
 		wr.incompat |= FeatureIncompatZtailpacking
@@ -397,7 +426,7 @@ type lcEntry struct {
 }
 
 // encodeMeta returns the map header, indexes and inline tail of a file.
-func (c *compressor) encodeMeta(in *inode, exts []extent, tail []byte) []byte {
+func (c *compressor) encodeMeta(in *inode, exts []extent, tail []byte, fragOff int64) []byte {
 	bs := uint64(c.blksz)
 	total := int((in.size + bs - 1) >> c.blkbits)
 	big := c.pclusterBlks > 1
@@ -437,7 +466,7 @@ func (c *compressor) encodeMeta(in *inode, exts []extent, tail []byte) []byte {
 	if big {
 		for _, e := range exts {
 			lcn := int(e.lstart >> c.blkbits)
-			if lcn+1 < total && !isHead[lcn+1] && !e.inline {
+			if lcn+1 < total && !isHead[lcn+1] && !e.inline && !e.fragment {
 				ents[lcn+1].cblkcnt = true
 				ents[lcn+1].d0 = uint16(LID0CblkCnt | e.blocks)
 			}
@@ -484,6 +513,14 @@ func (c *compressor) encodeMeta(in *inode, exts []extent, tail []byte) []byte {
 			// The kernel derives the 2B region from the advise bit.
 			advise |= AdviseCompacted2B
 		}
+	}
+	if fragOff >= 0 {
+		advise |= AdviseFragmentPcluster
+		binary.LittleEndian.PutUint32(out, uint32(fragOff))
+		binary.LittleEndian.PutUint16(out[4:], advise)
+		out[6] = uint8(c.alg)
+		out[7] = 0
+		return out
 	}
 	MapHeader{IdataSize: uint16(len(tail)), Advise: advise, AlgorithmType: uint8(c.alg)}.Encode(out)
 	return append(out, tail...)
@@ -577,6 +614,10 @@ func (c *compressor) worthIt(in *inode, exts []extent, size int) bool {
 	}
 	cost := c.metaLen(in, len(exts))
 	for i, e := range exts {
+		if e.fragment {
+			cost += e.csize / 3 // compressed with the other tails
+			continue
+		}
 		if i == len(exts)-1 && c.ztail && e.csize < bs {
 			cost += e.csize
 			continue

@@ -208,6 +208,20 @@ func TestWriteMount(t *testing.T) {
 		{"zstd-64k-ztail", func(o *Options) { o.Compressor = "zstd"; o.PclusterSize = 65536; o.Ztailpacking = true }, false},
 		{"deflate-ztail", func(o *Options) { o.Compressor = "deflate"; o.Ztailpacking = true }, false},
 		{"deflate-64k", func(o *Options) { o.Compressor = "deflate"; o.PclusterSize = 65536 }, false},
+		{"lz4hc-ztail-frags", func(o *Options) { o.Compressor = "lz4hc"; o.Ztailpacking = true; o.Fragments = true }, false},
+		{"lz4hc-64k-frags-full", func(o *Options) {
+			o.Compressor = "lz4hc"
+			o.PclusterSize = 65536
+			o.Fragments = true
+			o.FullIndexes = true
+		}, false},
+		{"zstd-frags", func(o *Options) { o.Compressor = "zstd"; o.Fragments = true }, false},
+		{"deflate-64k-ztail-frags", func(o *Options) {
+			o.Compressor = "deflate"
+			o.PclusterSize = 65536
+			o.Ztailpacking = true
+			o.Fragments = true
+		}, false},
 	}
 	for _, keep := range []bool{false, true} {
 		tree, err := image.FromDir(src, image.Options{KeepHardLinks: keep})
@@ -215,7 +229,7 @@ func TestWriteMount(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, c := range cases {
-			if keep && c.name != "plain" && c.name != "lz4hc-ztail" {
+			if keep && c.name != "plain" && c.name != "lz4hc-ztail" && c.name != "lz4hc-ztail-frags" {
 				continue
 			}
 			t.Run(fmt.Sprintf("%s-links=%v", c.name, keep), func(t *testing.T) {
@@ -300,7 +314,6 @@ func TestWriteRejects(t *testing.T) {
 		{Compressor: "lzo"},
 		{Compressor: "lz4", Level: 5},
 		{Compressor: "lz4hc", PclusterSize: 5000},
-		{Fragments: true, Compressor: "lz4hc"},
 		{Label: "a label longer than sixteen bytes"},
 	} {
 		if _, err := NewWriter(nil, o); err == nil {
