@@ -363,6 +363,7 @@ var rdImageCases = []rdImageCase{
 	{name: "chunked-block-map", args: []string{"--chunksize=4096"}, feats: []string{"chunked_file"}},
 	{name: "noinline", args: []string{"-Enoinline_data"}},
 	{name: "zstd", newer: true, args: []string{"-zzstd", "-C65536"}, algs: []string{"zstd"}},
+	{name: "lzma-bigpcluster-ztail", newer: true, args: []string{"-zlzma,level=6", "-C65536", "-Eztailpacking"}, algs: []string{"lzma"}},
 	{name: "deflate", newer: true, args: []string{"-zdeflate"}, algs: []string{"deflate"}},
 	{name: "lz4hc-fragments", newer: true, args: []string{"-zlz4hc", "-Efragments", "-Eztailpacking"}, feats: []string{"fragments,dedupe"}},
 	{name: "lz4hc-all-fragments-dedupe", newer: true, args: []string{"-zlz4hc", "-Eall-fragments", "-Ededupe", "-C32768"}},
@@ -483,18 +484,19 @@ func TestConcurrentReads(t *testing.T) {
 	}
 }
 
-func TestLZMAUnsupported(t *testing.T) {
-	bin := rdMkfsNew(t)
+// TestLZMAInfo checks the minimum kernel of a MicroLZMA image.
+func TestLZMAInfo(t *testing.T) {
 	src := t.TempDir()
-	os.WriteFile(filepath.Join(src, "f"), bytes.Repeat([]byte("lzma data "), 10000), 0o644)
-	img := rdMkfs(t, bin, src, "-zlzma")
+	want := bytes.Repeat([]byte("lzma data "), 10000)
+	os.WriteFile(filepath.Join(src, "f"), want, 0o644)
+	img := rdMkfs(t, rdMkfsNew(t), src, "-zlzma")
 	rd := rdOpenImage(t, img)
-	_, err := fs.ReadFile(rd, "f")
-	if err == nil || !strings.Contains(err.Error(), "unsupported algorithm lzma") {
-		t.Fatalf("reading an lzma file: %v, want unsupported algorithm lzma", err)
+	got, err := fs.ReadFile(rd, "f")
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("reading an lzma file: %v", err)
 	}
-	if got := rd.Info().MinKernel; got != "5.16" {
-		t.Errorf("MinKernel %s, want 5.16", got)
+	if inf := rd.Info(); inf.MinKernel != "5.16" || strings.Join(inf.Algorithms, ",") != "lzma" {
+		t.Errorf("Info %+v, want lzma and min kernel 5.16", inf)
 	}
 }
 
