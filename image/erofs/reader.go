@@ -80,6 +80,7 @@ type Reader struct {
 	pclusters *rdLRU[rdPclusterKey, []byte]
 	inodes    *rdLRU[uint64, *rdInode]
 	packedMu  sync.Mutex
+	rawBufs   sync.Pool // *[]byte buffers for encoded pclusters
 	codecMu   sync.Mutex
 	codecs    map[string]codec.Codec
 }

@@ -30,7 +30,15 @@ func (rd *Reader) pcluster(in *rdInode, e *rdExtent) ([]byte, error) {
 	if b, ok := rd.pclusters.get(key); ok {
 		return b, nil
 	}
-	raw := make([]byte, e.plen)
+	bp, _ := rd.rawBufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	defer rd.rawBufs.Put(bp)
+	if int64(cap(*bp)) < e.plen {
+		*bp = make([]byte, e.plen)
+	}
+	raw := (*bp)[:e.plen]
 	if err := rd.readFull(raw, e.pa); err != nil {
 		return nil, err
 	}
