@@ -292,6 +292,7 @@ func TestWriteDeterministic(t *testing.T) {
 			o := baseOpts()
 			o.Compressor = comp
 			o.Ztailpacking = comp != ""
+			o.Fragments = comp != ""
 			o.Jobs = 1 + i%2
 			b, err := os.ReadFile(writeImage(t, tree, o))
 			if err != nil {
