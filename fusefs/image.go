@@ -81,7 +81,11 @@ func fillAttr(a *fuse.Attr, fi fs.FileInfo) {
 	if fi.IsDir() && a.Size == 0 {
 		a.Size = 4096
 	}
-	a.Blocks = (a.Size + 511) / 512
+	if m := fi.Mode(); m.IsRegular() {
+		// As the kernel's squashfs counts them; other formats report
+		// their own block usage, which image.Inode does not carry.
+		a.Blocks = (a.Size + 511) / 512
+	}
 	a.Blksize = 4096
 	if ino, ok := image.InodeOf(fi); ok {
 		a.Ino = ino.Ino
@@ -170,7 +174,9 @@ func (n *imageNode) newChild(ctx context.Context, name string, fi fs.FileInfo, o
 // Lookup finds name in the directory n through the reader's Lstat, which
 // searches the directory without listing it where the format allows.
 func (n *imageNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if !fs.ValidPath(name) || strings.Contains(name, "/") {
+	// Any byte string is a valid name (store paths may hold names that are
+	// not UTF-8); whether the reader can look it up is its own business.
+	if name == "" || name == "." || name == ".." || strings.Contains(name, "/") {
 		return nil, syscall.ENOENT
 	}
 	fi, err := n.root.fsys.Lstat(n.child(name))

@@ -61,7 +61,7 @@ func TestFuseViewFixture(t *testing.T) {
 	for _, n := range want {
 		fuseCompare(t, filepath.Join(mnt, n), filepath.Join(f.StoreDir, n), fuseCmpOpts{ino: true, nlink: true, owner: true, mtime: true, dirSize: true})
 	}
-	fuseToolsAgree(t, mnt, f.StoreDir, want)
+	fuseToolsAgree(t, mnt, f.StoreDir, want, true)
 
 	// A store path outside the closure is ENOENT although it exists.
 	var outside string

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,7 +16,6 @@ import (
 	"time"
 
 	"github.com/closurefs/closurefs/fusefs"
-	"github.com/closurefs/closurefs/image"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/spf13/pflag"
 )
@@ -25,66 +23,6 @@ import (
 // mountCommands returns mount, mount-image, umount and ctl.
 func mountCommands() []*command {
 	return []*command{mountCommand(), mountImageCommand(), umountCommand(), ctlCommand()}
-}
-
-// imageReader opens one image format for reading.
-type imageReader struct {
-	name string
-	// is reports whether the image starts like this format.
-	is   func(r io.ReaderAt) bool
-	open func(r io.ReaderAt, size int64) (image.FS, error)
-}
-
-// imageReaders lists the image formats closurefs reads; the readers add
-// their open functions here.
-var imageReaders = []*imageReader{
-	{name: "erofs", is: isEROFS},
-	{name: "squashfs", is: isSquashFS},
-}
-
-// isEROFS reports whether r has an erofs superblock magic at byte 1024.
-func isEROFS(r io.ReaderAt) bool {
-	var b [4]byte
-	_, err := r.ReadAt(b[:], 1024)
-	return err == nil && binary.LittleEndian.Uint32(b[:]) == 0xE0F5E1E2
-}
-
-// isSquashFS reports whether r starts with the squashfs magic "hsqs".
-func isSquashFS(r io.ReaderAt) bool {
-	var b [4]byte
-	_, err := r.ReadAt(b[:], 0)
-	return err == nil && string(b[:]) == "hsqs"
-}
-
-// openImage opens the image file at p with the reader its magic selects.
-// The caller closes the returned file when done with the FS.
-func openImage(p string) (image.FS, *os.File, string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, nil, "", err
-	}
-	for _, r := range imageReaders {
-		if !r.is(f) {
-			continue
-		}
-		if r.open == nil {
-			f.Close()
-			return nil, nil, r.name, fmt.Errorf("%s: %s images cannot be read by this build", p, r.name)
-		}
-		fsys, err := r.open(f, fi.Size())
-		if err != nil {
-			f.Close()
-			return nil, nil, r.name, fmt.Errorf("%s: bad %s image: %w", p, r.name, err)
-		}
-		return fsys, f, r.name, nil
-	}
-	f.Close()
-	return nil, nil, "", fmt.Errorf("%s: not an erofs or squashfs image (no magic found)", p)
 }
 
 // daemonFlags are the flags every mounting command shares.
@@ -222,15 +160,19 @@ ready.`,
 					return usagef("want IMAGE MOUNTPOINT")
 				}
 				img, mnt := args[0], args[1]
-				if err := fusefs.CheckMountpoint(mnt); err != nil {
-					return err
-				}
-				fsys, f, format, err := openImage(img)
+				opened, err := openImage(img)
 				if err != nil {
 					return err
 				}
-				defer f.Close()
-				fi, _ := f.Stat()
+				defer opened.Close()
+				if err := fusefs.CheckMountpoint(mnt); err != nil {
+					return err
+				}
+				fsys, format := opened.FS, opened.Format
+				fi, err := opened.file.Stat()
+				if err != nil {
+					return err
+				}
 				return d.daemon(e, func(logger *log.Logger, ready func()) error {
 					root, err := fusefs.NewImageRoot(fsys, fi.Size())
 					if err != nil {
