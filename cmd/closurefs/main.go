@@ -59,6 +59,7 @@ func commands() []*command {
 	cmds := []*command{
 		versionCommand(),
 		snapshotCommand(),
+		verifyCommand(), registerCommand(),
 		lsCommand(), catCommand(), infoCommand(),
 	}
 	cmds = append(cmds, closureCommands()...)

@@ -16,12 +16,13 @@ import (
 // Reader-side limits on what a well-formed image can hold. They keep a
 // hostile image from making the reader allocate or loop without bound.
 const (
-	rdMaxName       = 256   // longest entry name
-	rdMaxSymlink    = 65535 // longest symlink target accepted
-	rdMaxXattrName  = 255   // longest xattr key suffix
-	rdMaxXattrValue = 65536 // XATTR_SIZE_MAX
-	rdMaxXattrCount = 65536 // key/value pairs per inode
-	rdMaxSymlinkHop = 40    // symlinks followed while resolving one path
+	rdMaxName       = 256     // longest entry name
+	rdMaxSymlink    = 65535   // longest symlink target accepted
+	rdMaxXattrName  = 255     // longest xattr key suffix
+	rdMaxXattrValue = 65536   // XATTR_SIZE_MAX
+	rdMaxXattrCount = 65536   // key/value pairs per inode
+	rdMaxXattrTotal = 4 << 20 // bytes of keys and values per inode
+	rdMaxSymlinkHop = 40      // symlinks followed while resolving one path
 )
 
 // Options tune a Reader. The zero value selects the defaults.
@@ -30,7 +31,8 @@ type Options struct {
 	// fragment blocks kept in memory, shared by all files. Default 32 MiB.
 	CacheSize int64
 	// MetadataCacheSize is the number of bytes of decompressed metadata
-	// blocks (inodes, directories, tables) kept in memory. Default 8 MiB.
+	// blocks (inodes, directories, tables) kept in memory, and separately
+	// of decoded directory listings. Default 8 MiB each.
 	MetadataCacheSize int64
 }
 
@@ -56,6 +58,11 @@ type Reader struct {
 
 	meta *lru[uint64, *metaBlock]
 	data *lru[dataKey, []byte]
+	// dirs caches whole decoded listings (keyed by directory inode
+	// reference) of directories up to maxCachedListing bytes, so that
+	// lookups in big directories without an index are not linear scans.
+	dirs             *lru[uint64, []DirEntry]
+	maxCachedListing uint64
 
 	// parents maps a directory inode reference to the reference of the
 	// directory that lists it, to detect directories reachable twice
@@ -155,11 +162,15 @@ func OpenOptions(r io.ReaderAt, opts Options) (*Reader, error) {
 	}
 	sb := decodeSuper(buf[:])
 	rd := &Reader{
-		r:       r,
-		sb:      sb,
-		meta:    newLRU[uint64, *metaBlock](opts.MetadataCacheSize),
-		data:    newLRU[dataKey, []byte](opts.CacheSize),
-		parents: make(map[uint64]uint64),
+		r:    r,
+		sb:   sb,
+		meta: newLRU[uint64, *metaBlock](opts.MetadataCacheSize),
+		data: newLRU[dataKey, []byte](opts.CacheSize),
+		dirs: newLRU[uint64, []DirEntry](opts.MetadataCacheSize),
+		// A listing decodes to at most ~4x its size (48 bytes per entry
+		// of at least 9 bytes); keep one within a quarter of the budget.
+		maxCachedListing: uint64(opts.MetadataCacheSize) / 16,
+		parents:          make(map[uint64]uint64),
 	}
 	if err := rd.checkSuper(readerSize(r)); err != nil {
 		return nil, err

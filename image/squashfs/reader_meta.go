@@ -3,6 +3,9 @@ package squashfs
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
+	"io/fs"
+	"strings"
 )
 
 // metaBlock is one decompressed metadata block.
@@ -44,7 +47,7 @@ func (rd *Reader) metaBlock(pos, limit uint64) (*metaBlock, error) {
 			}
 			mb.data = out
 		}
-		return mb, int64(len(mb.data) + 64), nil
+		return mb, int64(cap(mb.data) + 64), nil
 	})
 	if err != nil {
 		return nil, err
@@ -134,6 +137,15 @@ func (c *cursor) skip(n uint64) error {
 		n -= k
 	}
 	return nil
+}
+
+// wrapErr prefixes err with "squashfs: " unless it already is, or it is
+// io.EOF or fs.ErrNotExist, which callers compare with ==.
+func wrapErr(err error) error {
+	if err == nil || err == io.EOF || err == fs.ErrNotExist || strings.HasPrefix(err.Error(), "squashfs: ") {
+		return err
+	}
+	return fmt.Errorf("squashfs: %w", err)
 }
 
 // refString formats an inode or metadata reference as block:offset.
