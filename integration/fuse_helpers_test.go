@@ -181,9 +181,17 @@ type fuseCmpOpts struct {
 }
 
 // fuseScan describes every path under dir.
+//
+// Inode numbers are recorded relative to dir's: the erofs reader numbers
+// inodes nid+1 where the kernel uses the nid, and relative numbers still
+// show that every inode number follows the kernel's.
 func fuseScan(t testing.TB, dir string, o fuseCmpOpts) map[string]fuseEntry {
 	t.Helper()
 	m := make(map[string]fuseEntry)
+	var root syscall.Stat_t
+	if err := syscall.Lstat(dir, &root); err != nil {
+		t.Fatal(err)
+	}
 	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
 		if err != nil {
 			return err
@@ -201,7 +209,7 @@ func fuseScan(t testing.TB, dir string, o fuseCmpOpts) map[string]fuseEntry {
 			e.Mtime = st.Mtim.Nano()
 		}
 		if o.ino {
-			e.Ino = st.Ino
+			e.Ino = st.Ino - root.Ino
 		}
 		switch {
 		case fi.IsDir():

@@ -131,6 +131,18 @@ func TestFuseViewFixture(t *testing.T) {
 	if !strings.Contains(st, "store paths: "+strconv.Itoa(len(want))) {
 		t.Errorf("ctl status:\n%s", st)
 	}
+	// ctl snapshot writes an image of exactly the view: mounted by the
+	// kernel, it holds the same store paths, the same trees.
+	img := filepath.Join(t.TempDir(), "view.erofs")
+	fuseRun(t, "", fuseBin(t), "ctl", mnt, "snapshot", "-q", "-t", "erofs", "-o", img)
+	kmnt := fuseKernelMount(t, img, "erofs")
+	if got := fuseList(t, kmnt); !slices.Equal(got, want) {
+		t.Errorf("ctl snapshot image lists %d names, want the %d of the view", len(got), len(want))
+	}
+	for _, key := range []string{"dag-top", "symlinks", "sizes"} {
+		n := filepath.Base(f.Named[key])
+		fuseCompare(t, filepath.Join(kmnt, n), filepath.Join(mnt, n), fuseCmpOpts{})
+	}
 }
 
 // TestFuseViewLive flips a root symlink and deletes a store path, and
