@@ -12,6 +12,7 @@ import (
 
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/closurefs/closurefs/image"
@@ -36,6 +37,10 @@ type imageNode struct {
 	root *ImageRoot
 	name string // path in fsys, "." for the root
 	attr fuse.Attr
+
+	mu sync.Mutex
+	f  fs.File     // regular files: opened on first read
+	ra io.ReaderAt // f as a ReaderAt
 }
 
 var (
@@ -48,6 +53,8 @@ var (
 	_ gofs.NodeGetxattrer     = (*imageNode)(nil)
 	_ gofs.NodeListxattrer    = (*imageNode)(nil)
 	_ gofs.NodeStatfser       = (*imageNode)(nil)
+	_ gofs.NodeFlusher        = (*imageNode)(nil)
+	_ gofs.NodeOnForgetter    = (*imageNode)(nil)
 )
 
 // NewImageRoot returns the root node of a file system showing fsys. size is
@@ -81,7 +88,11 @@ func fillAttr(a *fuse.Attr, fi fs.FileInfo) {
 	if fi.IsDir() && a.Size == 0 {
 		a.Size = 4096
 	}
-	a.Blocks = (a.Size + 511) / 512
+	if m := fi.Mode(); m.IsRegular() {
+		// As the kernel's squashfs counts them; other formats report
+		// their own block usage, which image.Inode does not carry.
+		a.Blocks = (a.Size + 511) / 512
+	}
 	a.Blksize = 4096
 	if ino, ok := image.InodeOf(fi); ok {
 		a.Ino = ino.Ino
@@ -170,7 +181,9 @@ func (n *imageNode) newChild(ctx context.Context, name string, fi fs.FileInfo, o
 // Lookup finds name in the directory n through the reader's Lstat, which
 // searches the directory without listing it where the format allows.
 func (n *imageNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if !fs.ValidPath(name) || strings.Contains(name, "/") {
+	// Any byte string is a valid name (store paths may hold names that are
+	// not UTF-8); whether the reader can look it up is its own business.
+	if name == "" || name == "." || name == ".." || strings.Contains(name, "/") {
 		return nil, syscall.ENOENT
 	}
 	fi, err := n.root.fsys.Lstat(n.child(name))
@@ -196,39 +209,62 @@ func (n *imageNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 	return []byte(t), 0
 }
 
-// imageFile is an open regular file.
-type imageFile struct {
-	f  fs.File
-	ra io.ReaderAt
-}
-
-// Open opens a regular file for reading; its pages stay cached in the
-// kernel across opens (the image is immutable).
+// Open tells the kernel that this file system needs no OPEN (ENOSYS): it
+// then stops sending OPEN, FLUSH and RELEASE for files, keeps their pages
+// cached across opens (the image is immutable), and reads with no handle.
+// Writers are refused by the kernel on the read-only mount.
 func (n *imageNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
 		return nil, 0, syscall.EROFS
 	}
+	return nil, 0, syscall.ENOSYS
+}
+
+// Flush: nothing to flush; ENOSYS stops the kernel from sending FLUSH.
+func (n *imageNode) Flush(ctx context.Context, f gofs.FileHandle) syscall.Errno {
+	return syscall.ENOSYS
+}
+
+// readerAt returns the node's file, opened on first use and kept until the
+// kernel forgets the node.
+func (n *imageNode) readerAt() (io.ReaderAt, syscall.Errno) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ra != nil {
+		return n.ra, 0
+	}
 	if n.attr.Mode&syscall.S_IFMT != syscall.S_IFREG {
-		return nil, 0, syscall.EINVAL
+		return nil, syscall.EINVAL
 	}
 	f, err := n.root.fsys.Open(n.name)
 	if err != nil {
-		return nil, 0, toErrno(err)
+		return nil, toErrno(err)
 	}
 	ra, ok := f.(io.ReaderAt)
 	if !ok {
 		f.Close()
-		return nil, 0, syscall.EIO
+		return nil, syscall.EIO
 	}
-	return &imageFile{f: f, ra: ra}, fuse.FOPEN_KEEP_CACHE, 0
+	n.f, n.ra = f, ra
+	return ra, 0
 }
 
-// Read reads from an open file. Reads run concurrently: the reader's
-// ReaderAt must be safe for parallel use.
+// OnForget closes the node's file.
+func (n *imageNode) OnForget() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.f != nil {
+		n.f.Close()
+		n.f, n.ra = nil, nil
+	}
+}
+
+// Read reads from the file. Reads run concurrently: the reader's ReaderAt
+// is safe for parallel use, and decompresses through its shared cache.
 func (n *imageNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	f, ok := fh.(*imageFile)
-	if !ok {
-		return nil, syscall.EBADF
+	ra, errno := n.readerAt()
+	if errno != 0 {
+		return nil, errno
 	}
 	if off >= int64(n.attr.Size) {
 		return fuse.ReadResultData(nil), 0
@@ -236,17 +272,11 @@ func (n *imageNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, o
 	if rest := int64(n.attr.Size) - off; int64(len(dest)) > rest {
 		dest = dest[:rest]
 	}
-	k, err := f.ra.ReadAt(dest, off)
-	if err != nil && !(errors.Is(err, io.EOF) && k > 0) && !(err == io.EOF) {
+	k, err := ra.ReadAt(dest, off)
+	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, toErrno(err)
 	}
 	return fuse.ReadResultData(dest[:k]), 0
-}
-
-// Release closes an open file.
-func (f *imageFile) Release(ctx context.Context) syscall.Errno {
-	f.f.Close()
-	return 0
 }
 
 // OpendirHandle opens a directory for a streamed listing.

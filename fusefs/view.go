@@ -523,6 +523,12 @@ func (n *storeNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 	return &roFile{fd}, fuse.FOPEN_KEEP_CACHE, 0
 }
 
+// Flush: nothing to flush; ENOSYS stops the kernel from sending FLUSH on
+// every close.
+func (n *storeNode) Flush(ctx context.Context, f gofs.FileHandle) syscall.Errno {
+	return syscall.ENOSYS
+}
+
 // OpendirHandle opens a store directory for listing.
 func (n *storeNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	fd, err := syscall.Open(n.path, syscall.O_DIRECTORY|syscall.O_RDONLY|syscall.O_CLOEXEC, 0)

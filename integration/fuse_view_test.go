@@ -61,7 +61,7 @@ func TestFuseViewFixture(t *testing.T) {
 	for _, n := range want {
 		fuseCompare(t, filepath.Join(mnt, n), filepath.Join(f.StoreDir, n), fuseCmpOpts{ino: true, nlink: true, owner: true, mtime: true, dirSize: true})
 	}
-	fuseToolsAgree(t, mnt, f.StoreDir, want)
+	fuseToolsAgree(t, mnt, f.StoreDir, want, true)
 
 	// A store path outside the closure is ENOENT although it exists.
 	var outside string
@@ -130,6 +130,18 @@ func TestFuseViewFixture(t *testing.T) {
 	st := fuseRun(t, "", fuseBin(t), "ctl", mnt, "status")
 	if !strings.Contains(st, "store paths: "+strconv.Itoa(len(want))) {
 		t.Errorf("ctl status:\n%s", st)
+	}
+	// ctl snapshot writes an image of exactly the view: mounted by the
+	// kernel, it holds the same store paths, the same trees.
+	img := filepath.Join(t.TempDir(), "view.erofs")
+	fuseRun(t, "", fuseBin(t), "ctl", mnt, "snapshot", "-q", "-t", "erofs", "-o", img)
+	kmnt := fuseKernelMount(t, img, "erofs")
+	if got := fuseList(t, kmnt); !slices.Equal(got, want) {
+		t.Errorf("ctl snapshot image lists %d names, want the %d of the view", len(got), len(want))
+	}
+	for _, key := range []string{"dag-top", "symlinks", "sizes"} {
+		n := filepath.Base(f.Named[key])
+		fuseCompare(t, filepath.Join(kmnt, n), filepath.Join(mnt, n), fuseCmpOpts{})
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/closurefs/closurefs/closure"
 	"github.com/closurefs/closurefs/fusefs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/spf13/pflag"
@@ -160,14 +161,14 @@ ready.`,
 					return usagef("want IMAGE MOUNTPOINT")
 				}
 				img, mnt := args[0], args[1]
-				if err := fusefs.CheckMountpoint(mnt); err != nil {
-					return err
-				}
 				opened, err := openImage(img)
 				if err != nil {
 					return err
 				}
 				defer opened.Close()
+				if err := fusefs.CheckMountpoint(mnt); err != nil {
+					return err
+				}
 				fsys, format := opened.FS, opened.Format
 				fi, err := opened.file.Stat()
 				if err != nil {
@@ -380,7 +381,38 @@ func printStatus(w io.Writer, op string, s *fusefs.Status, asJSON bool) error {
 	return nil
 }
 
-// ctlSnapshot writes an image of the closure the view shows now.
+// ctlSnapshot writes an image of the closure the view shows now: it asks
+// the daemon for the closure, writes its registration to a temporary file
+// and runs `closurefs snapshot --registration FILE PATHS... ARGS...`, so
+// that every snapshot flag applies.
 func ctlSnapshot(e *env, mnt string, args []string) error {
-	return fmt.Errorf("ctl snapshot: not available yet")
+	rep, err := fusefs.Control(mnt, fusefs.Request{Op: "closure"})
+	if err != nil {
+		return err
+	}
+	cl := rep.Closure
+	if cl == nil || len(cl.Paths) == 0 {
+		return fmt.Errorf("the view at %s is empty: nothing to snapshot", mnt)
+	}
+	tmp, err := os.CreateTemp("", "closurefs-ctl-registration-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	werr := closure.WriteRegistration(tmp, cl)
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return fmt.Errorf("writing the view's registration: %w", werr)
+	}
+	sargs := []string{"snapshot", "--registration", tmp.Name(), "--store-dir", cl.StoreDir}
+	sargs = append(sargs, args...)
+	for _, p := range cl.Paths {
+		sargs = append(sargs, p.Path)
+	}
+	if code := run(sargs, e); code != exitOK {
+		return &exitError{code}
+	}
+	return nil
 }
