@@ -125,10 +125,11 @@ var vCorruptCases = []vCorruptCase{
 		args: func(src, img string) []string {
 			return []string{"snapshot", "-q", "-t", "erofs", "--dir", src, "-o", img}
 		}},
-	{name: "closurefs-erofs-lz4hc", tool: "closurefs", open: vOpenErofs, extract: vFsckErofsExtract,
-		knownBug: "erofs writer with -z lz4hc: a directory entry of closurefs-sizes points at the wrong inode (the kernel reads a different tree)",
+	// lz4, not lz4hc: the writer's lz4hc takes ~20 s of CPU on this tree.
+	{name: "closurefs-erofs-lz4", tool: "closurefs", open: vOpenErofs, extract: vFsckErofsExtract,
+		knownBug: "erofs writer with -z lz4 or lz4hc: on this tree a directory entry of closurefs-sizes (zero-sparse-8m) points at the wrong inode, and the kernel reads a different tree",
 		args: func(src, img string) []string {
-			return []string{"snapshot", "-q", "-t", "erofs", "-z", "lz4hc", "--dir", src, "-o", img}
+			return []string{"snapshot", "-q", "-t", "erofs", "-z", "lz4", "--dir", src, "-o", img}
 		}},
 	{name: "closurefs-squashfs-zstd", tool: "closurefs", open: vOpenSquashfs, extract: vUnsquashfsExtract,
 		args: func(src, img string) []string {
