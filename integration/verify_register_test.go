@@ -196,11 +196,25 @@ func TestRegisterErrors(t *testing.T) {
 	fakeNix := filepath.Join(dir, "nix-store-failing")
 	os.WriteFile(fakeNix, []byte("#!/bin/sh\ncase \"$1\" in --check-validity) shift 2; for p; do echo \"$p\"; done;; *) cat >/dev/null; echo 'error: disk I/O error' >&2; exit 1;; esac\n"), 0o755)
 
+	// A store whose copy of "sizes" has one byte changed: --verify refuses.
+	damaged := vCopyStore(t, f, []string{f.Named["sizes"]})
+	victim := filepath.Join(damaged, filepath.Base(f.Named["sizes"]), "pattern-4096")
+	b, err := os.ReadFile(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[100] ^= 1
+	if err := os.WriteFile(victim, b, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	sizesReg := vWriteFile(t, dir, "sizes", vNixDumpDB(t, nil, []string{f.Named["sizes"]}))
+
 	tests := []struct {
 		name string
 		args []string
 		want string
 	}{
+		{"verify fails", []string{"--reginfo", sizesReg, "--store-dir", damaged, "--verify"}, "verification of " + damaged + " failed: 1 mismatched"},
 		{"malformed", []string{"--reginfo", brokenReg}, brokenReg + ":" + strconv.Itoa(at+1) + ":"},
 		{"truncated", []string{"--reginfo", truncReg}, truncReg + ":"},
 		{"unreadable", []string{"--reginfo", filepath.Join(dir, "nope")}, filepath.Join(dir, "nope")},
