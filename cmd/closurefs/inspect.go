@@ -30,6 +30,7 @@ type imageKind struct {
 func imageKinds() []imageKind {
 	return []imageKind{
 		squashfsKind(),
+		erofsKind(),
 	}
 }
 

@@ -48,6 +48,7 @@ type snapshotCommon struct {
 func imageFormats() []*imageFormat {
 	return []*imageFormat{
 		squashfsFormat(),
+		erofsFormat(),
 	}
 }
 

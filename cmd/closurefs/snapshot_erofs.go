@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/closurefs/closurefs/image"
+	"github.com/closurefs/closurefs/image/erofs"
+	"github.com/spf13/pflag"
+)
+
+// erofsFormat is `snapshot -t erofs`: an EROFS image as mkfs.erofs writes
+// it, with mkfs.erofs's spelling of its options.
+func erofsFormat() *imageFormat {
+	return &imageFormat{
+		name:      "erofs",
+		blockSize: 4096,
+		flags: func(fs *pflag.FlagSet) func(ctx context.Context, w io.WriterAt, t *image.Tree, c *snapshotCommon) error {
+			z := fs.StringP("compress", "z", "", "erofs: compressor[,level] or compressor,level=N: lz4, lz4hc, zstd, deflate (as mkfs.erofs -z; default: uncompressed)")
+			ext := fs.StringArrayP("extended", "E", nil, "erofs: extended options, comma separated: ztailpacking, fragments, dedupe, legacy-compress (full indexes)")
+			pcluster := fs.StringP("pcluster-size", "C", "", "erofs: largest physical cluster size in bytes (big pclusters), a multiple of the block size")
+			label := fs.StringP("label", "L", erofs.DefaultLabel, "erofs: volume label (at most 16 bytes)")
+			uuid := fs.StringP("uuid", "U", "", "erofs: volume UUID (default: derived from the content)")
+			forceUID := fs.Int64("force-uid", -1, "erofs: owner uid of every entry")
+			forceGID := fs.Int64("force-gid", -1, "erofs: owner gid of every entry")
+			fs.String("mount-point", "", "erofs: accepted for mkfs.erofs compatibility (no effect)")
+			return func(ctx context.Context, w io.WriterAt, t *image.Tree, c *snapshotCommon) error {
+				opts := erofs.Options{
+					BlockSize: c.BlockSize,
+					Label:     *label,
+					BuildTime: c.Mtime,
+					ForceUID:  *forceUID,
+					ForceGID:  *forceGID,
+					Jobs:      c.Jobs,
+					Progress:  c.Progress,
+				}
+				if *z != "" {
+					name, rest, _ := strings.Cut(*z, ",")
+					opts.Compressor = name
+					if rest != "" {
+						n, err := strconv.Atoi(strings.TrimPrefix(rest, "level="))
+						if err != nil || n <= 0 {
+							return usagef("-z %s: bad level %q", *z, rest)
+						}
+						opts.Level = n
+					}
+				}
+				for _, e := range *ext {
+					for _, o := range strings.Split(e, ",") {
+						switch o {
+						case "":
+						case "ztailpacking":
+							opts.Ztailpacking = true
+						case "fragments":
+							opts.Fragments = true
+						case "dedupe":
+							opts.Dedupe = true
+						case "legacy-compress":
+							opts.FullIndexes = true
+						default:
+							return usagef("-E %s: unsupported extended option %q", e, o)
+						}
+					}
+				}
+				if *pcluster != "" {
+					n, err := parseSize(*pcluster)
+					if err != nil {
+						return usagef("-C %s: %v", *pcluster, err)
+					}
+					opts.PclusterSize = n
+				}
+				if *uuid != "" {
+					b, err := hex.DecodeString(strings.ReplaceAll(*uuid, "-", ""))
+					if err != nil || len(b) != 16 {
+						return usagef("-U %s: not a UUID", *uuid)
+					}
+					var u [16]byte
+					copy(u[:], b)
+					opts.UUID = &u
+				}
+				wr, err := erofs.NewWriter(w, opts)
+				if err != nil {
+					return usagef("%v", err)
+				}
+				return wr.Write(ctx, t)
+			}
+		},
+	}
+}

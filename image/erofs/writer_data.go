@@ -1,0 +1,337 @@
+package erofs
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/closurefs/closurefs/image"
+	"github.com/closurefs/closurefs/internal/pipeline"
+	"golang.org/x/sys/unix"
+)
+
+// chunkSize is the unit of work of the data pipeline: files larger than
+// this are read (and compressed) in independent segments of this size, so
+// memory stays bounded and large files use all workers.
+const chunkSize = 4 << 20
+
+// chunk is one unit of work: a segment of a regular file.
+type chunk struct {
+	in   *inode
+	off  int64
+	n    int
+	last bool
+}
+
+// chunkOut is a processed chunk.
+type chunkOut struct {
+	chunk
+	data []byte // uncompressed: the raw bytes; compressed: pcluster bytes
+	ext  []extent
+	raw  []byte // a whole file's bytes, kept to store it uncompressed if that is smaller
+}
+
+// writeData lays out every regular file's and symlink's data in walk
+// order, writing full blocks to the data area and keeping inline parts.
+func (wr *Writer) writeData(ctx context.Context, h io.Writer) error {
+	jobs := wr.opts.Jobs
+	work := func(c chunk) (chunkOut, error) {
+		out := chunkOut{chunk: c}
+		buf := make([]byte, c.n)
+		if err := readChunk(c.in.n, c.off, buf); err != nil {
+			return out, err
+		}
+		if wr.comp == nil {
+			out.data = buf
+			return out, nil
+		}
+		var err error
+		if c.off == 0 && c.last {
+			out.raw = buf
+		}
+		out.data, out.ext, err = wr.comp.compressSegment(buf, c.off, c.last, wr.comp.frags && c.in != wr.packed)
+		if err != nil {
+			return out, fmt.Errorf("%s: %w", c.in.n.Path(), err)
+		}
+		return out, nil
+	}
+	var cur *fileState
+	emit := func(o chunkOut) error {
+		if cur == nil || cur.in != o.in {
+			cur = &fileState{in: o.in, start: wr.dataEnd}
+		}
+		if err := wr.emitChunk(cur, o, h); err != nil {
+			return err
+		}
+		if wr.opts.Progress != nil {
+			wr.opts.Progress(int64(o.n))
+		}
+		if o.last {
+			if err := wr.finishFile(cur, h); err != nil {
+				return err
+			}
+			cur = nil
+		}
+		return nil
+	}
+	p := pipeline.New(ctx, jobs, work, emit)
+	submit := func(c chunk) error { return p.Submit(c) }
+	var err error
+	for _, in := range wr.inodes {
+		if err = ctx.Err(); err != nil {
+			break
+		}
+		n := in.n
+		switch {
+		case n.IsRegular():
+			if wr.dedupOf(in) != nil {
+				// Data is laid out when the pipeline reaches it: wait
+				// for the original to be finished by queueing a marker.
+				continue
+			}
+			if in.size == 0 {
+				in.layout = LayoutFlatPlain
+				in.u = NullAddr
+				in.dataDone = true
+				continue
+			}
+			for off := int64(0); off < int64(in.size); off += chunkSize {
+				l := min(int64(chunkSize), int64(in.size)-off)
+				if err = submit(chunk{in: in, off: off, n: int(l), last: off+l == int64(in.size)}); err != nil {
+					break
+				}
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	if cerr := p.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if len(wr.packedData) > 0 {
+		// The packed inode: all fragments, compressed as one file.
+		data := wr.packedData
+		wr.packedData = nil
+		n := &image.Node{Name: "packed_file", Mode: 0o644, Size: int64(len(data)), Data: data, Nlink: 1}
+		in := &inode{n: n, ino: uint32(len(wr.inodes) + 1), nlink: 1, mode: unix.S_IFREG | 0o644,
+			size: uint64(len(data)), mtime: wr.opts.BuildTime}
+		in.extended = in.size > 0xffffffff
+		wr.packed = in
+		wr.inodes = append(wr.inodes, in)
+		progress := wr.opts.Progress
+		wr.opts.Progress = nil
+		p := pipeline.New(ctx, jobs, work, emit)
+		for off := int64(0); off < int64(in.size) && err == nil; off += chunkSize {
+			l := min(int64(chunkSize), int64(in.size)-off)
+			err = p.Submit(chunk{in: in, off: off, n: int(l), last: off+l == int64(in.size)})
+		}
+		if cerr := p.Close(); err == nil {
+			err = cerr
+		}
+		wr.opts.Progress = progress
+		if err != nil {
+			return err
+		}
+	}
+	for _, in := range wr.inodes {
+		if in.n.IsSymlink() {
+			if err := wr.layoutSymlink(in); err != nil {
+				return err
+			}
+		}
+	}
+	// Duplicates share the original's data.
+	for _, in := range wr.inodes {
+		if orig := wr.dedupOf(in); orig != nil {
+			n := in.n
+			if !orig.dataDone {
+				return fmt.Errorf("%s: duplicate of %s whose data is missing", n.Path(), n.Same.Path())
+			}
+			in.layout, in.u, in.inline, in.tailLen, in.dataDone = orig.layout, orig.u, orig.inline, orig.tailLen, true
+		}
+	}
+	return nil
+}
+
+// dedupOf returns the inode whose data a regular file shares: the first
+// file with the same content, when its inode record has the same size (so
+// that inline data and compact indexes are valid for both).
+func (wr *Writer) dedupOf(in *inode) *inode {
+	if in.n == nil || !in.n.IsRegular() || in.n.Same == nil {
+		return nil
+	}
+	orig := wr.byNode[in.n.Same]
+	if orig == nil || orig.baseSize() != in.baseSize() {
+		return nil
+	}
+	return orig
+}
+
+// fileState tracks a regular file while its chunks are emitted.
+type fileState struct {
+	in    *inode
+	start uint32 // first block of its data
+	raw   bool   // stored uncompressed
+	tail  []byte // uncompressed: the bytes after the last full block
+	ext   []extent
+	// pending holds the last extent's pcluster bytes, kept back in case
+	// it is inlined (ztailpacking).
+	pending []byte
+}
+
+func readChunk(n *image.Node, off int64, buf []byte) error {
+	f, err := n.Open()
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	m, err := f.ReadAt(buf, off)
+	if m < len(buf) {
+		if err == nil || err == io.EOF {
+			return fmt.Errorf("%s: %w (size shrank)", n.Path(), image.ErrChanged)
+		}
+		return fmt.Errorf("%s: %w", n.Path(), err)
+	}
+	if off+int64(len(buf)) == n.Size {
+		// Check it did not grow.
+		var one [1]byte
+		if k, _ := f.ReadAt(one[:], off+int64(len(buf))); k > 0 {
+			return fmt.Errorf("%s: %w (size grew)", n.Path(), image.ErrChanged)
+		}
+	}
+	return nil
+}
+
+// emitChunk writes a processed chunk's blocks.
+func (wr *Writer) emitChunk(fs *fileState, o chunkOut, h io.Writer) error {
+	if o.raw != nil && !wr.comp.worthIt(fs.in, o.ext, len(o.raw)) {
+		fs.raw = true
+		o.data = o.raw
+	}
+	if wr.comp == nil || fs.raw {
+		data := o.data
+		if len(fs.tail) > 0 {
+			return fmt.Errorf("erofs: internal error: unaligned chunk")
+		}
+		full := len(data) &^ (wr.blksz - 1)
+		if full > 0 {
+			if err := wr.writeAt(data[:full], int64(wr.dataEnd)<<wr.blkbits); err != nil {
+				return err
+			}
+			h.Write(data[:full])
+			wr.dataEnd += uint32(full >> wr.blkbits)
+		}
+		fs.tail = append(fs.tail[:0], data[full:]...)
+		return nil
+	}
+	// Compressed: flush the previously pending pcluster, then write all
+	// but this chunk's last pcluster.
+	if err := wr.flushPending(fs, h); err != nil {
+		return err
+	}
+	pos := 0
+	for i, e := range o.ext {
+		l := e.csize
+		b := o.data[pos : pos+l]
+		pos += l
+		if i == len(o.ext)-1 && o.last {
+			fs.pending = b
+			fs.ext = append(fs.ext, e)
+			continue
+		}
+		e.blkaddr = wr.dataEnd
+		if err := wr.writeAt(b, int64(wr.dataEnd)<<wr.blkbits); err != nil {
+			return err
+		}
+		h.Write(b)
+		wr.dataEnd += uint32(e.blocks)
+		fs.ext = append(fs.ext, e)
+	}
+	return nil
+}
+
+func (wr *Writer) flushPending(fs *fileState, h io.Writer) error {
+	if fs.pending == nil {
+		return nil
+	}
+	e := &fs.ext[len(fs.ext)-1]
+	b := fs.pending
+	if len(b) != int(e.blocks)<<wr.blkbits {
+		blk := make([]byte, int(e.blocks)<<wr.blkbits)
+		if e.plain {
+			copy(blk, b) // plain data sits at the block start
+		} else {
+			copy(blk[len(blk)-len(b):], b) // compressed data ends the pcluster
+		}
+		b = blk
+	}
+	e.blkaddr = wr.dataEnd
+	if err := wr.writeAt(b, int64(wr.dataEnd)<<wr.blkbits); err != nil {
+		return err
+	}
+	h.Write(b)
+	wr.dataEnd += uint32(e.blocks)
+	fs.pending = nil
+	return nil
+}
+
+// finishFile decides a regular file's layout once all its data is seen.
+func (wr *Writer) finishFile(fs *fileState, h io.Writer) error {
+	in := fs.in
+	in.dataDone = true
+	if wr.comp == nil || fs.raw {
+		full := in.size >> wr.blkbits
+		in.u = fs.start
+		if full == 0 {
+			in.u = NullAddr
+		}
+		tail := fs.tail
+		if len(tail) > 0 && in.baseSize()+len(tail) <= wr.blksz {
+			in.layout = LayoutFlatInline
+			in.inline = append([]byte(nil), tail...)
+			in.tailLen = len(tail)
+			return nil
+		}
+		in.layout = LayoutFlatPlain
+		if len(tail) > 0 {
+			blk := make([]byte, wr.blksz)
+			copy(blk, tail)
+			if full == 0 {
+				in.u = wr.dataEnd
+			}
+			if err := wr.writeAt(blk, int64(wr.dataEnd)<<wr.blkbits); err != nil {
+				return err
+			}
+			wr.dataEnd++
+		}
+		return nil
+	}
+	return wr.comp.finishCompressed(wr, fs, h)
+}
+
+// layoutSymlink stores a symlink's target inline when it fits, else in a
+// block of its own.
+func (wr *Writer) layoutSymlink(in *inode) error {
+	t := []byte(in.n.Target)
+	if in.baseSize()+len(t) <= wr.blksz {
+		in.layout = LayoutFlatInline
+		in.inline = t
+		in.tailLen = len(t)
+		in.u = NullAddr
+		return nil
+	}
+	in.layout = LayoutFlatPlain
+	nb := (len(t) + wr.blksz - 1) / wr.blksz
+	blk := make([]byte, nb*wr.blksz)
+	copy(blk, t)
+	in.u = wr.dataEnd
+	if err := wr.writeAt(blk, int64(wr.dataEnd)<<wr.blkbits); err != nil {
+		return err
+	}
+	wr.dataEnd += uint32(nb)
+	return nil
+}
