@@ -29,7 +29,7 @@ if [ -z "$DIR" ]; then
 	DIR=$WORK/stage
 	if [ ! -d "$DIR" ]; then
 		mkdir -p "$DIR.tmp"
-		python3 -c 'import json,sys; print("\n".join(json.load(sys.stdin)["Paths"]))' <<<"$json" |
+		python3 -c 'import json,sys; print("\n".join(json.load(sys.stdin)["paths"]))' <<<"$json" |
 			while read -r p; do cp -a "$p" "$DIR.tmp/"; done
 		mv "$DIR.tmp" "$DIR"
 	fi
