@@ -148,7 +148,7 @@ func TestVerifyReferenceImages(t *testing.T) {
 				targets = append(targets, img)
 				// Our FUSE mount of the image, when FUSE works here.
 				if os.Geteuid() == 0 && fileExists("/dev/fuse") {
-					_, fmnt := fuseStartImage(t, img)
+					fmnt := fuseStartImage(t, img, ri.fstype)
 					targets = append(targets, fmnt)
 				} else {
 					t.Log("FUSE unavailable: image not verified through closurefs mount-image")
