@@ -38,6 +38,19 @@ type Options struct {
 
 // Reader reads a SquashFS 4.0 image. It implements image.FS and
 // image.XattrFS and is safe for concurrent use.
+//
+// Besides the io/fs view, it offers an inode-level API for FUSE:
+// RootRef and Inode read inodes by reference; LookupInode finds a name in
+// a directory (binary search in a cached listing, or a scan starting at
+// the directory index for big directories); OpenDir/OpenDirAt stream a
+// listing with resumable DirPos positions; FileData reads file content
+// (io.ReaderAt) through a block cache shared by all files; InodeXattrs
+// and InodeRefByNumber (export table) complete it.
+//
+// Every offset, size and count read from the image is checked before
+// use; a directory listed by two directories (a cycle or a hard-linked
+// directory) is an error; allocations are bounded by the bytes the image
+// actually holds.
 type Reader struct {
 	r     io.ReaderAt
 	sb    Superblock
