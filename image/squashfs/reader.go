@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/bits"
 	"os"
+	"runtime"
 	"sync"
 
 	"github.com/closurefs/closurefs/image"
@@ -76,6 +77,8 @@ type Reader struct {
 	// lookups in big directories without an index are not linear scans.
 	dirs             *lru[uint64, []DirEntry]
 	maxCachedListing uint64
+	// raSem bounds the background readahead decompressions.
+	raSem chan struct{}
 
 	// parents maps a directory inode reference to the reference of the
 	// directory that lists it, to detect directories reachable twice
@@ -184,6 +187,7 @@ func OpenOptions(r io.ReaderAt, opts Options) (*Reader, error) {
 		// of at least 9 bytes); keep one within a quarter of the budget.
 		maxCachedListing: uint64(opts.MetadataCacheSize) / 16,
 		parents:          make(map[uint64]uint64),
+		raSem:            make(chan struct{}, runtime.GOMAXPROCS(0)),
 	}
 	if err := rd.checkSuper(readerSize(r)); err != nil {
 		return nil, err
