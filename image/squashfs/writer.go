@@ -34,7 +34,7 @@ type WriterOptions struct {
 	// Jobs is the number of blocks compressed in parallel (0: one per CPU).
 	Jobs int
 	// Progress, when non-nil, is called with the number of input bytes
-	// consumed as data is written.
+	// consumed as data is written, from one goroutine at a time.
 	Progress func(n int64)
 }
 
@@ -186,6 +186,8 @@ type state struct {
 
 	frags []fragEntry
 	pool  sync.Pool
+	// zeroInput is input consumed by trailing zero tails, not yet reported.
+	zeroInput int64
 }
 
 func (s *state) writeAt(p []byte, off uint64) error {
@@ -527,6 +529,9 @@ func (s *state) writeData(t *image.Tree) error {
 	if err == nil {
 		err = s.ctx.Err()
 	}
+	if err == nil && s.zeroInput > 0 && s.opts.Progress != nil {
+		s.opts.Progress(s.zeroInput)
+	}
 	return err
 }
 
@@ -591,10 +596,10 @@ func (s *state) packFragments(p *pipeline.Ordered[*block, *block], tails []tail)
 		tl.fd.fragOff = uint32(off)
 	}
 	if len(*cur) == 0 {
+		// Only zero tails since the last block: nothing to write; the
+		// input is reported once the pipeline is done.
 		s.pool.Put(cur)
-		if input > 0 && s.opts.Progress != nil {
-			s.opts.Progress(input) // only zero tails: nothing to write
-		}
+		s.zeroInput = input
 		return nil
 	}
 	return p.Submit(&block{raw: cur, input: input})
