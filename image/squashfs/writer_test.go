@@ -525,3 +525,63 @@ func BenchmarkWrite(b *testing.B) {
 		os.Remove(f.Name())
 	}
 }
+
+// TestWriterReadBack reads a written image back with this package's
+// Reader: every file's content and every symlink target match the source.
+func TestWriterReadBack(t *testing.T) {
+	src := wTree(t, false)
+	tree, err := image.FromDir(src, image.Options{Xattrs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := squashfs.ParseCompressor("gzip")
+	img := writeImage(t, tree, squashfs.WriterOptions{Codec: c, BlockSize: 8192})
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rd, err := squashfs.Open(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	err = tree.Walk(func(nd *image.Node) error {
+		p := nd.Path()
+		switch {
+		case nd.IsRegular():
+			got, err := fs.ReadFile(rd, p)
+			if err != nil {
+				return err
+			}
+			if !bytes.Equal(got, mustRead(t, filepath.Join(src, p))) {
+				t.Errorf("%s: content differs", p)
+			}
+			n++
+		case nd.IsSymlink():
+			got, err := rd.ReadLink(p)
+			if err != nil {
+				return err
+			}
+			if got != nd.Target {
+				t.Errorf("%s: target %q, want %q", p, got, nd.Target)
+			}
+		}
+		if len(nd.Xattrs) > 0 {
+			xs, err := rd.Xattrs(p)
+			if err != nil {
+				return err
+			}
+			if fmt.Sprint(xs) != fmt.Sprint(nd.Xattrs) {
+				t.Errorf("%s: xattrs %v, want %v", p, xs, nd.Xattrs)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 600 {
+		t.Errorf("read back only %d files", n)
+	}
+}
