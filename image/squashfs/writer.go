@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -172,6 +173,7 @@ func (wr *Writer) Write(ctx context.Context, t *image.Tree) error {
 		ctx:    ctx,
 		bs:     wr.opts.BlockSize,
 		data:   make(map[*image.Node]*fileData),
+		codecs: make(chan codec.Codec, max(wr.opts.Jobs, runtime.GOMAXPROCS(0))),
 	}
 	return s.write(t)
 }
@@ -188,6 +190,26 @@ type state struct {
 	pool  sync.Pool
 	// zeroInput is input consumed by trailing zero tails, not yet reported.
 	zeroInput int64
+	// codecs holds one codec instance per concurrent worker: a codec may
+	// serialise its callers (klauspost's zstd encoder does with
+	// concurrency 1), and instances of one name and level produce the
+	// same bytes.
+	codecs chan codec.Codec
+}
+
+// codec returns a codec instance for one worker; compress hands it back
+// through s.codecs.
+func (s *state) codec() codec.Codec {
+	select {
+	case c := <-s.codecs:
+		return c
+	default:
+	}
+	c, err := codec.New(s.opts.Codec.Name(), s.opts.Codec.Level())
+	if err != nil {
+		return s.opts.Codec
+	}
+	return c
 }
 
 func (s *state) writeAt(p []byte, off uint64) error {
@@ -380,7 +402,12 @@ func (s *state) compress(b *block) (*block, error) {
 		b.size = 0
 		return b, nil
 	}
-	out, err := s.opts.Codec.Compress(b.out[:0], raw)
+	c := s.codec()
+	out, err := c.Compress(b.out[:0], raw)
+	select {
+	case s.codecs <- c:
+	default:
+	}
 	if err != nil {
 		return nil, fmt.Errorf("squashfs: compress: %w", err)
 	}
