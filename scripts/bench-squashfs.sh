@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench-squashfs.sh: closurefs snapshot -t squashfs side by side with
 # gensquashfs and mksquashfs on the same tree, same compressor, level and
-# block size. Prints wall time, peak memory, image size and ratios.
+# block size. Prints wall time, CPU time (user+sys: the fairer figure on a
+# busy machine), peak memory, image size and ratios.
 #
 #   scripts/bench-squashfs.sh [DIR]
 #
@@ -49,7 +50,7 @@ echo "tree: $DIR ($NF entries, $((IN / 1048576)) MiB), jobs $JOBS, block 128 KiB
 
 # run NAME IMG CMD...: runs CMD under /usr/bin/time -v, records time, peak
 # RSS and image size.
-declare -A T M S
+declare -A T C M S
 run() {
 	local name=$1 img=$2
 	shift 2
@@ -60,9 +61,10 @@ run() {
 		exit 1
 	}
 	T[$name]=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$WORK/$name.time")
+	C[$name]=$(awk -F': ' '/User time|System time/ {s+=$2} END {print s}' "$WORK/$name.time")
 	M[$name]=$(awk -F': ' '/Maximum resident set size/ {print int($2/1024)}' "$WORK/$name.time")
 	S[$name]=$(stat -c %s "$img")
-	printf "  %-22s %8.2f s  %6d MiB RSS  %12d bytes\n" "$name" "${T[$name]}" "${M[$name]}" "${S[$name]}"
+	printf "  %-22s %8.2f s wall %8.2f s cpu  %6d MiB RSS  %12d bytes\n" "$name" "${T[$name]}" "${C[$name]}" "${M[$name]}" "${S[$name]}"
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 
@@ -87,8 +89,8 @@ for c in $COMPS; do
 	if ! sqfsdiff -a "$WORK/g-$c.img" -b "$WORK/c-$c.img" >"$WORK/sqfsdiff-$c.log"; then
 		echo "  sqfsdiff: images differ (see $WORK/sqfsdiff-$c.log)" >&2
 	fi
-	echo "  closurefs/gensquashfs: time $(ratio "${T[closurefs-$c]}" "${T[gensquashfs-$c]}")  size $(ratio "${S[closurefs-$c]}" "${S[gensquashfs-$c]}")"
-	[ -z "${S[mksquashfs-$c]:-}" ] || echo "  closurefs/mksquashfs:  time $(ratio "${T[closurefs-$c]}" "${T[mksquashfs-$c]}")  size $(ratio "${S[closurefs-$c]}" "${S[mksquashfs-$c]}")"
+	echo "  closurefs/gensquashfs: time $(ratio "${T[closurefs-$c]}" "${T[gensquashfs-$c]}")  cpu $(ratio "${C[closurefs-$c]}" "${C[gensquashfs-$c]}")  size $(ratio "${S[closurefs-$c]}" "${S[gensquashfs-$c]}")"
+	[ -z "${S[mksquashfs-$c]:-}" ] || echo "  closurefs/mksquashfs:  time $(ratio "${T[closurefs-$c]}" "${T[mksquashfs-$c]}")  cpu $(ratio "${C[closurefs-$c]}" "${C[mksquashfs-$c]}")  size $(ratio "${S[closurefs-$c]}" "${S[mksquashfs-$c]}")"
 	echo "  closurefs peak RSS: ${M[closurefs-$c]} MiB"
 	rm -f "$WORK"/?-"$c".img
 done
