@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/bits"
 	"os"
+	"runtime"
 	"sync"
 
 	"github.com/closurefs/closurefs/image"
@@ -38,6 +39,19 @@ type Options struct {
 
 // Reader reads a SquashFS 4.0 image. It implements image.FS and
 // image.XattrFS and is safe for concurrent use.
+//
+// Besides the io/fs view, it offers an inode-level API for FUSE:
+// RootRef and Inode read inodes by reference; LookupInode finds a name in
+// a directory (binary search in a cached listing, or a scan starting at
+// the directory index for big directories); OpenDir/OpenDirAt stream a
+// listing with resumable DirPos positions; FileData reads file content
+// (io.ReaderAt) through a block cache shared by all files; InodeXattrs
+// and InodeRefByNumber (export table) complete it.
+//
+// Every offset, size and count read from the image is checked before
+// use; a directory listed by two directories (a cycle or a hard-linked
+// directory) is an error; allocations are bounded by the bytes the image
+// actually holds.
 type Reader struct {
 	r     io.ReaderAt
 	sb    Superblock
@@ -63,6 +77,8 @@ type Reader struct {
 	// lookups in big directories without an index are not linear scans.
 	dirs             *lru[uint64, []DirEntry]
 	maxCachedListing uint64
+	// raSem bounds the background readahead decompressions.
+	raSem chan struct{}
 
 	// parents maps a directory inode reference to the reference of the
 	// directory that lists it, to detect directories reachable twice
@@ -171,6 +187,7 @@ func OpenOptions(r io.ReaderAt, opts Options) (*Reader, error) {
 		// of at least 9 bytes); keep one within a quarter of the budget.
 		maxCachedListing: uint64(opts.MetadataCacheSize) / 16,
 		parents:          make(map[uint64]uint64),
+		raSem:            make(chan struct{}, runtime.GOMAXPROCS(0)),
 	}
 	if err := rd.checkSuper(readerSize(r)); err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package squashfs
 
 import (
 	"container/list"
+	"errors"
 	"sync"
 )
 
@@ -27,7 +28,9 @@ type lruEntry[K comparable, V any] struct {
 type lruCall[V any] struct {
 	done chan struct{}
 	val  V
+	cost int64
 	err  error
+	ok   bool // load returned
 }
 
 func newLRU[K comparable, V any](capacity int64) *lru[K, V] {
@@ -58,26 +61,33 @@ func (c *lru[K, V]) get(key K, load func() (V, int64, error)) (V, error) {
 	c.inflight[key] = call
 	c.mu.Unlock()
 
-	v, cost, err := load()
-	call.val, call.err = v, err
-
-	c.mu.Lock()
-	delete(c.inflight, key)
-	if err == nil && cost <= c.capacity {
-		c.entries[key] = c.order.PushFront(&lruEntry[K, V]{key: key, val: v, cost: cost})
-		c.used += cost
-		for c.used > c.capacity {
-			back := c.order.Back()
-			ent := back.Value.(*lruEntry[K, V])
-			c.order.Remove(back)
-			delete(c.entries, ent.key)
-			c.used -= ent.cost
+	// Waiters are released even if load panics.
+	defer func() {
+		c.mu.Lock()
+		delete(c.inflight, key)
+		if call.err == nil && call.cost <= c.capacity && call.ok {
+			c.entries[key] = c.order.PushFront(&lruEntry[K, V]{key: key, val: call.val, cost: call.cost})
+			c.used += call.cost
+			for c.used > c.capacity {
+				back := c.order.Back()
+				ent := back.Value.(*lruEntry[K, V])
+				c.order.Remove(back)
+				delete(c.entries, ent.key)
+				c.used -= ent.cost
+			}
 		}
-	}
-	c.mu.Unlock()
-	close(call.done)
-	return v, err
+		c.mu.Unlock()
+		if !call.ok && call.err == nil {
+			call.err = errLoadPanicked
+		}
+		close(call.done)
+	}()
+	call.val, call.cost, call.err = load()
+	call.ok = true
+	return call.val, call.err
 }
+
+var errLoadPanicked = errors.New("squashfs: cache load panicked")
 
 // len reports the number of cached entries.
 func (c *lru[K, V]) len() int {

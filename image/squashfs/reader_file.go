@@ -25,6 +25,11 @@ type FileData struct {
 	in      *Inode
 	nblocks uint64
 
+	// Sequential readahead state.
+	raMu    sync.Mutex
+	lastEnd int64  // end of the previous read
+	raNext  uint64 // first block not yet scheduled for readahead
+
 	mu    sync.Mutex
 	ckpt  []blockCkpt // ckpt[k]: where chunk k of the block list starts
 	chunk int64       // chunk whose entries are in offs/sizes, -1 for none
@@ -169,6 +174,7 @@ func (f *FileData) readAt(p []byte, off int64) (int, error) {
 	if uint64(want) > size-uint64(off) {
 		want = int(size - uint64(off))
 	}
+	f.readahead(off, want)
 	f.prefetch(uint64(off), uint64(want))
 	bs := uint64(f.rd.sb.BlockSize)
 	n := 0
@@ -236,6 +242,50 @@ func (f *FileData) readBlock(bi, within, blockLen uint64, dst []byte) error {
 		}
 	}
 	return nil
+}
+
+// readahead starts decompressing, in the background, the blocks after a
+// sequential read, so that reading a file front to back keeps every core
+// busy. Blocks already scheduled are not scheduled again; when all
+// readahead workers are busy it gives up until the next read.
+func (f *FileData) readahead(off int64, n int) {
+	rd := f.rd
+	bs := uint64(rd.sb.BlockSize)
+	window := min(uint64(cap(rd.raSem))*2, uint64(rd.data.capacity/4)/bs)
+	f.raMu.Lock()
+	seq := off == f.lastEnd
+	f.lastEnd = off + int64(n)
+	cur := uint64(off) / bs
+	if !seq || window == 0 || f.nblocks == 0 {
+		f.raNext = 0
+		f.raMu.Unlock()
+		return
+	}
+	from := max(f.raNext, cur+1)
+	to := min(cur+window, f.nblocks-1)
+	if from > to {
+		f.raMu.Unlock()
+		return
+	}
+	f.raNext = to + 1
+	f.raMu.Unlock()
+	for bi := from; bi <= to; bi++ {
+		select {
+		case rd.raSem <- struct{}{}:
+			go func() {
+				defer func() { <-rd.raSem }()
+				pos, sz, err := f.locate(bi)
+				if err == nil && sz&blockUncompressed == 0 && sz != 0 {
+					rd.blockData(pos, sz) // errors surface in the real read
+				}
+			}()
+		default:
+			f.raMu.Lock()
+			f.raNext = min(f.raNext, bi)
+			f.raMu.Unlock()
+			return
+		}
+	}
 }
 
 // prefetch decompresses the compressed blocks of a read spanning several

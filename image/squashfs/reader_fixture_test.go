@@ -37,19 +37,39 @@ func TestFixtureNARHashes(t *testing.T) {
 	// image root by its base name, as a store image holds them.
 	for _, tc := range []struct {
 		name string
+		tool string
 		args []string
 	}{
-		{"mksquashfs-zstd", []string{"-comp", "zstd", "-Xcompression-level", "3", "-no-xattrs", "-all-root"}},
-		{"mksquashfs-lz4-4k-nofrag", []string{"-comp", "lz4", "-b", "4096", "-no-fragments", "-no-xattrs"}},
+		{"mksquashfs-zstd", "mksquashfs", []string{"-comp", "zstd", "-Xcompression-level", "3", "-no-xattrs", "-all-root"}},
+		{"mksquashfs-lz4-4k-nofrag", "mksquashfs", []string{"-comp", "lz4", "-b", "4096", "-no-fragments", "-no-xattrs"}},
+		// unsquashfs rejects gensquashfs's lz4 images; the kernel reads them.
+		{"gensquashfs-lz4", "gensquashfs", []string{"-c", "lz4"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if !haveTool("mksquashfs") {
-				t.Skip("mksquashfs not installed")
+			t.Parallel()
+			if !haveTool(tc.tool) {
+				t.Skipf("%s not installed", tc.tool)
 			}
 			img := filepath.Join(t.TempDir(), "fixture.sqfs")
-			args := append(append([]string{}, fx.Paths...), img, "-noappend", "-quiet", "-no-progress")
-			if out, err := exec.Command("mksquashfs", append(args, tc.args...)...).CombinedOutput(); err != nil {
-				t.Fatalf("mksquashfs: %v\n%s", err, out)
+			var cmd *exec.Cmd
+			if tc.tool == "mksquashfs" {
+				args := append(append([]string{}, fx.Paths...), img, "-noappend", "-quiet", "-no-progress")
+				cmd = exec.Command("mksquashfs", append(args, tc.args...)...)
+			} else {
+				// gensquashfs packs one directory: hard-link the store
+				// paths into one (cp -al keeps symlinks and modes).
+				dir := filepath.Join(t.TempDir(), "store")
+				if err := os.Mkdir(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				cp := exec.Command("cp", append(append([]string{"-al"}, fx.Paths...), dir)...)
+				if out, err := cp.CombinedOutput(); err != nil {
+					t.Skipf("cp -al: %v: %s", err, out)
+				}
+				cmd = exec.Command("gensquashfs", append(append([]string{"-q", "-f", "-D", dir}, tc.args...), img)...)
+			}
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("%s: %v\n%s", tc.tool, err, out)
 			}
 			f, err := os.Open(img)
 			if err != nil {

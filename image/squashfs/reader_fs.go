@@ -88,6 +88,9 @@ func (rd *Reader) walk(name string, follow bool) (in *Inode, rest string, err er
 		last := end == len(name)
 		if child.isSymlink() && (!last || follow) {
 			t := child.Target
+			if t == "" {
+				return nil, "", fmt.Errorf("symlink %s has an empty target", name[:end])
+			}
 			if path.IsAbs(t) {
 				return nil, "", fmt.Errorf("symlink %s: absolute target %q is outside the image", name[:end], t)
 			}
@@ -118,6 +121,10 @@ func (fi *fileInfo) Mode() fs.FileMode  { return fi.in.Mode }
 func (fi *fileInfo) ModTime() time.Time { return time.Unix(int64(fi.in.Mtime), 0) }
 func (fi *fileInfo) IsDir() bool        { return fi.in.isDir() }
 func (fi *fileInfo) Sys() any           { return fi.in.ImageInode() }
+
+// FileInfo returns an fs.FileInfo for inode in under the given name;
+// Sys returns *image.Inode.
+func (in *Inode) FileInfo(name string) fs.FileInfo { return &fileInfo{name, in} }
 
 func baseName(name string) string {
 	if name == "." {

@@ -82,6 +82,10 @@ func fuzzSeeds(tb testing.TB) ([]seedImage, []seedImage) {
 				seeds = append(seeds, seedImage{"mksquashfs-" + c, b})
 			}
 		}
+		// Nothing compressed: mutations reach every structure directly.
+		if b := run("mk-none", "mksquashfs", "-noI", "-noD", "-noF", "-noX", "-noId", "-exports"); b != nil {
+			seeds = append(seeds, seedImage{"mksquashfs-uncompressed", b})
+		}
 		if b := run("gen-gzip", "gensquashfs", "-c", "gzip", "-e"); b != nil {
 			seeds = append(seeds, seedImage{"gensquashfs-gzip", b})
 		}
@@ -299,7 +303,7 @@ func FuzzDirectory(f *testing.F) {
 // image opens and walks cleanly.
 func TestFuzzSeeds(t *testing.T) {
 	s, plain := fuzzSeeds(t)
-	if haveTool("mksquashfs") && len(s) < 6 {
+	if haveTool("mksquashfs") && len(s) < 7 {
 		t.Errorf("only %d seed images", len(s))
 	}
 	for _, img := range append(s, plain...) {

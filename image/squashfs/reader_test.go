@@ -208,6 +208,9 @@ type compareOpts struct {
 	// noEmptyXattrs: xattrs with empty values are dropped (gensquashfs
 	// 1.2 does; the kernel shows the same).
 	noEmptyXattrs bool
+	// sameIno: inode numbers equal the source's (a kernel mount of the
+	// same image).
+	sameIno bool
 }
 
 // compareTree checks that fsys shows exactly the tree at src.
@@ -298,6 +301,9 @@ func compareTree(t *testing.T, src string, fsys image.FS, o compareOpts) {
 			if gi.Rdev != wi.Rdev {
 				t.Errorf("%s: rdev %#x, want %#x", rel, gi.Rdev, wi.Rdev)
 			}
+		}
+		if o.sameIno && gi.Ino != wi.Ino {
+			t.Errorf("%s: inode number %d, want %d", rel, gi.Ino, wi.Ino)
 		}
 		if o.inodeNums && !want.IsDir() {
 			if prev, ok := srcIno[wi.Ino]; ok {
@@ -502,6 +508,37 @@ func checkExportTable(t *testing.T, r *Reader) {
 	}
 	if n < 10 {
 		t.Fatalf("checked only %d export table entries", n)
+	}
+}
+
+// TestKernelAgrees mounts images with the kernel and checks that the
+// reader shows exactly what the kernel shows, inode numbers and link
+// counts included.
+func TestKernelAgrees(t *testing.T) {
+	if !isRoot() {
+		t.Skip("mounting needs root")
+	}
+	if _, err := os.Stat("/dev/loop-control"); err != nil {
+		t.Skip("no loop devices")
+	}
+	src := sharedTree(t)
+	all := compareOpts{xattrs: true, hardLinks: true, dirNlink: true, owners: true, mtimes: true, dirsMtimes: true, sameIno: true}
+	for _, tc := range []struct {
+		tool string
+		args []string
+	}{
+		{"mksquashfs", []string{"-comp", "xz", "-b", "4096"}},
+		{"gensquashfs", []string{"-c", "zstd"}},
+	} {
+		t.Run(tc.tool, func(t *testing.T) {
+			img := mkImage(t, src, tc.tool, tc.args...)
+			mnt := t.TempDir()
+			if out, err := exec.Command("mount", "-o", "loop,ro", "-t", "squashfs", img, mnt).CombinedOutput(); err != nil {
+				t.Skipf("mount: %v: %s", err, out)
+			}
+			t.Cleanup(func() { exec.Command("umount", mnt).Run() })
+			compareTree(t, mnt, openImage(t, img), all)
+		})
 	}
 }
 

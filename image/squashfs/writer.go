@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,7 +35,7 @@ type WriterOptions struct {
 	// Jobs is the number of blocks compressed in parallel (0: one per CPU).
 	Jobs int
 	// Progress, when non-nil, is called with the number of input bytes
-	// consumed as data is written.
+	// consumed as data is written, from one goroutine at a time.
 	Progress func(n int64)
 }
 
@@ -172,6 +173,7 @@ func (wr *Writer) Write(ctx context.Context, t *image.Tree) error {
 		ctx:    ctx,
 		bs:     wr.opts.BlockSize,
 		data:   make(map[*image.Node]*fileData),
+		codecs: make(chan codec.Codec, max(wr.opts.Jobs, runtime.GOMAXPROCS(0))),
 	}
 	return s.write(t)
 }
@@ -186,6 +188,28 @@ type state struct {
 
 	frags []fragEntry
 	pool  sync.Pool
+	// zeroInput is input consumed by trailing zero tails, not yet reported.
+	zeroInput int64
+	// codecs holds one codec instance per concurrent worker: a codec may
+	// serialise its callers (klauspost's zstd encoder does with
+	// concurrency 1), and instances of one name and level produce the
+	// same bytes.
+	codecs chan codec.Codec
+}
+
+// codec returns a codec instance for one worker; compress hands it back
+// through s.codecs.
+func (s *state) codec() codec.Codec {
+	select {
+	case c := <-s.codecs:
+		return c
+	default:
+	}
+	c, err := codec.New(s.opts.Codec.Name(), s.opts.Codec.Level())
+	if err != nil {
+		return s.opts.Codec
+	}
+	return c
 }
 
 func (s *state) writeAt(p []byte, off uint64) error {
@@ -378,7 +402,12 @@ func (s *state) compress(b *block) (*block, error) {
 		b.size = 0
 		return b, nil
 	}
-	out, err := s.opts.Codec.Compress(b.out[:0], raw)
+	c := s.codec()
+	out, err := c.Compress(b.out[:0], raw)
+	select {
+	case s.codecs <- c:
+	default:
+	}
 	if err != nil {
 		return nil, fmt.Errorf("squashfs: compress: %w", err)
 	}
@@ -527,6 +556,9 @@ func (s *state) writeData(t *image.Tree) error {
 	if err == nil {
 		err = s.ctx.Err()
 	}
+	if err == nil && s.zeroInput > 0 && s.opts.Progress != nil {
+		s.opts.Progress(s.zeroInput)
+	}
 	return err
 }
 
@@ -591,10 +623,10 @@ func (s *state) packFragments(p *pipeline.Ordered[*block, *block], tails []tail)
 		tl.fd.fragOff = uint32(off)
 	}
 	if len(*cur) == 0 {
+		// Only zero tails since the last block: nothing to write; the
+		// input is reported once the pipeline is done.
 		s.pool.Put(cur)
-		if input > 0 && s.opts.Progress != nil {
-			s.opts.Progress(input) // only zero tails: nothing to write
-		}
+		s.zeroInput = input
 		return nil
 	}
 	return p.Submit(&block{raw: cur, input: input})

@@ -5,6 +5,7 @@ package codec
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -327,6 +328,14 @@ func (lzmaCodec) Compress(dst, src []byte) ([]byte, error) {
 	return aw.b, nil
 }
 func (lzmaCodec) Decompress(dst, src []byte, limit int) ([]byte, error) {
+	// The reader allocates the dictionary size of the header (up to 64
+	// MiB); the output never exceeds limit, so neither need the window:
+	// shrink a bigger one in a copy of the 13-byte header.
+	if dict := max(limit, lzma.MinDictCap); len(src) >= lzma.HeaderLen && int64(binary.LittleEndian.Uint32(src[1:])) > int64(dict) {
+		hdr := append([]byte(nil), src[:lzma.HeaderLen]...)
+		binary.LittleEndian.PutUint32(hdr[1:], uint32(dict))
+		src = append(hdr, src[lzma.HeaderLen:]...)
+	}
 	r, err := lzma.ReaderConfig{DictCap: 64 << 20}.NewReader(bytes.NewReader(src))
 	if err != nil {
 		return dst, fmt.Errorf("lzma: %w", err)
