@@ -175,6 +175,7 @@ func (wr *Writer) Write(ctx context.Context, t *image.Tree) error {
 		data:   make(map[*image.Node]*fileData),
 		codecs: make(chan codec.Codec, max(wr.opts.Jobs, runtime.GOMAXPROCS(0))),
 	}
+	s.codecs <- wr.opts.Codec // the first worker uses the caller's instance
 	return s.write(t)
 }
 
