@@ -534,3 +534,54 @@ func TestNotErofs(t *testing.T) {
 		t.Fatalf("Open(short) = %v", err)
 	}
 }
+
+// TestConcurrentWalks reads every file of a fragments image from four
+// goroutines at once through a small shared cache (the packed inode and
+// its pclusters are shared between files) and compares with the source.
+func TestConcurrentWalks(t *testing.T) {
+	src := rdTestTree(t)
+	img := rdMkfs(t, rdMkfsNew(t), src, "-zlz4hc", "-Eztailpacking", "-Efragments", "-C16384")
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rd, err := OpenOptions(f, ReaderOptions{CacheBytes: 128 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []string
+	filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			rel, _ := filepath.Rel(src, p)
+			files = append(files, rel)
+		}
+		return nil
+	})
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := range files {
+				name := files[(i*7+g*13)%len(files)]
+				want, err := os.ReadFile(filepath.Join(src, name))
+				if err != nil {
+					errs <- err
+					return
+				}
+				got, err := fs.ReadFile(rd, name)
+				if err != nil || !bytes.Equal(got, want) {
+					errs <- fmt.Errorf("%s: %v (%d bytes, want %d)", name, err, len(got), len(want))
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
