@@ -84,8 +84,8 @@ func (in *rdInode) fileMode() fs.FileMode {
 	return m
 }
 
-// imageInode returns the image.Inode of in. Inode numbers are nids
-// (plus one, so that nid 0 does not give inode number 0).
+// imageInode returns the image.Inode of in. Inode numbers are nids, as
+// the kernel reports them (st_ino of a mounted image).
 func (in *rdInode) imageInode() *image.Inode {
 	var rdev uint64
 	if in.mode&syscall.S_IFMT == syscall.S_IFCHR || in.mode&syscall.S_IFMT == syscall.S_IFBLK {
@@ -94,7 +94,7 @@ func (in *rdInode) imageInode() *image.Inode {
 		rdev = major<<8 | minor&0xff | (minor&^0xff)<<12
 	}
 	return &image.Inode{
-		Ino:   in.nid + 1,
+		Ino:   in.nid,
 		Nlink: in.nlink,
 		UID:   in.uid,
 		GID:   in.gid,
