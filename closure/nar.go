@@ -18,9 +18,10 @@ const narBufSize = 1 << 20
 
 // narEncoder streams a NAR to w through one reusable buffer.
 type narEncoder struct {
-	w   io.Writer
-	buf []byte
-	n   int
+	w    io.Writer
+	buf  []byte
+	n    int
+	dbuf []byte // getdents buffer of the DirFS fast path
 }
 
 func newNarEncoder(w io.Writer) *narEncoder {
@@ -112,6 +113,9 @@ func WriteNAR(w io.Writer, fsys fs.FS, name string) error {
 
 // dump writes one whole NAR, starting with the magic string.
 func (e *narEncoder) dump(fsys fs.FS, name string) error {
+	if d, ok := fsys.(DirFS); ok {
+		return e.dumpDirFS(d, name)
+	}
 	fi, err := fs.Lstat(fsys, name)
 	if err != nil {
 		return err

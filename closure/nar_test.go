@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,37 +85,58 @@ func needNix(t testing.TB, tools ...string) {
 	}
 }
 
+// genericFS hides DirFS's type, so the NAR writer takes its generic fs.FS
+// path instead of the system-call fast path.
+type genericFS struct{ DirFS }
+
 func TestWriteNARMatchesNixStoreDump(t *testing.T) {
 	needNix(t, "nix-hash")
 	dir := t.TempDir()
 	names := makeTree(t, dir)
-	fsys := DirFS(dir)
-	for _, name := range names {
-		want, err := exec.Command("nix-store", "--dump", filepath.Join(dir, name)).Output()
-		if err != nil {
-			t.Fatalf("nix-store --dump %s: %v", name, err)
+	for _, fsys := range []fs.FS{DirFS(dir), genericFS{DirFS(dir)}} {
+		for _, name := range names {
+			want, err := exec.Command("nix-store", "--dump", filepath.Join(dir, name)).Output()
+			if err != nil {
+				t.Fatalf("nix-store --dump %s: %v", name, err)
+			}
+			var got bytes.Buffer
+			if err := WriteNAR(&got, fsys, name); err != nil {
+				t.Fatalf("WriteNAR %s: %v", name, err)
+			}
+			if !bytes.Equal(got.Bytes(), want) {
+				t.Errorf("%T %s: WriteNAR gives %d bytes differing from nix-store --dump's %d (first difference at %d)",
+					fsys, name, got.Len(), len(want), firstDiff(got.Bytes(), want))
+			}
+			out, err := exec.Command("nix-hash", "--type", "sha256", "--base32", filepath.Join(dir, name)).Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, size, err := HashNAR(fsys, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := EncodeBase32(h[:]); got != strings.TrimSpace(string(out)) {
+				t.Errorf("%T %s: HashNAR = %s, nix-hash says %s", fsys, name, got, out)
+			}
+			if size != uint64(len(want)) {
+				t.Errorf("%T %s: HashNAR size %d, want %d", fsys, name, size, len(want))
+			}
 		}
-		var got bytes.Buffer
-		if err := WriteNAR(&got, fsys, name); err != nil {
-			t.Fatalf("WriteNAR %s: %v", name, err)
+		// The whole tree as ".", and a nested name.
+		for _, name := range []string{".", "tree/names"} {
+			want, _ := exec.Command("nix-store", "--dump", filepath.Join(dir, name)).Output()
+			var got bytes.Buffer
+			if err := WriteNAR(&got, fsys, name); err != nil || !bytes.Equal(got.Bytes(), want) {
+				t.Errorf("%T %q: NAR differs from nix-store --dump (%v)", fsys, name, err)
+			}
 		}
-		if !bytes.Equal(got.Bytes(), want) {
-			t.Errorf("%s: WriteNAR gives %d bytes differing from nix-store --dump's %d (first difference at %d)",
-				name, got.Len(), len(want), firstDiff(got.Bytes(), want))
-		}
-		out, err := exec.Command("nix-hash", "--type", "sha256", "--base32", filepath.Join(dir, name)).Output()
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, size, err := HashNAR(fsys, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := EncodeBase32(h[:]); got != strings.TrimSpace(string(out)) {
-			t.Errorf("%s: HashNAR = %s, nix-hash says %s", name, got, out)
-		}
-		if size != uint64(len(want)) {
-			t.Errorf("%s: HashNAR size %d, want %d", name, size, len(want))
+	}
+	// Errors name the path.
+	for _, fsys := range []fs.FS{DirFS(dir), genericFS{DirFS(dir)}} {
+		for _, name := range []string{"missing", "../x", "/abs"} {
+			if err := WriteNAR(io.Discard, fsys, name); err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(name, "/")) {
+				t.Errorf("%T WriteNAR(%q): err = %v", fsys, name, err)
+			}
 		}
 	}
 }

@@ -3,14 +3,15 @@ package main
 import (
 	"bufio"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/closurefs/closurefs/closure"
+	"github.com/closurefs/closurefs/internal/progress"
 	"github.com/spf13/pflag"
 )
 
@@ -27,6 +28,7 @@ type sourceFlags struct {
 	storeDir, readDir                   string
 	jobs                                int
 	quiet                               bool
+	stderr                              io.Writer // where progress is drawn
 }
 
 func (sf *sourceFlags) add(fs *pflag.FlagSet) {
@@ -66,8 +68,16 @@ func (sf *sourceFlags) source(fs *pflag.FlagSet, needInfo bool) (closure.Source,
 	if !strings.HasPrefix(sf.storeDir, "/") || filepath.Clean(sf.storeDir) != sf.storeDir || sf.storeDir == "/" {
 		return nil, nil, usagef("--store-dir %q must be a clean absolute path", sf.storeDir)
 	}
-	opts := closure.HashOptions{Jobs: sf.jobs}
-	nop := func() {}
+	// The progress bar is drawn only by the sources that hash the store.
+	var bar *progress.Bar
+	hashing := func() closure.HashOptions {
+		bar = progress.New(sf.stderr, "hashing", -1, 0, sf.quiet)
+		return closure.HashOptions{Jobs: sf.jobs, Progress: func(_ int, n uint64) {
+			bar.Add(int64(n))
+			bar.Item()
+		}}
+	}
+	nop := func() { bar.Finish() }
 	switch {
 	case sf.registration != "":
 		p := sf.registration
@@ -90,7 +100,7 @@ func (sf *sourceFlags) source(fs *pflag.FlagSet, needInfo bool) (closure.Source,
 			return nil, nil, err
 		}
 		if missing && needInfo {
-			g.Hasher = &closure.Hasher{FS: sf.storeFS(), Options: opts}
+			g.Hasher = &closure.Hasher{FS: sf.storeFS(), Options: hashing()}
 		}
 		return g, nop, nil
 	case sf.storePaths != "":
@@ -111,9 +121,9 @@ func (sf *sourceFlags) source(fs *pflag.FlagSet, needInfo bool) (closure.Source,
 			g, err := closure.NewGraph(sf.storeDir, sf.storePaths, infos)
 			return g, nop, err
 		}
-		return &closure.Scanner{StoreDir: sf.storeDir, FS: sf.storeFS(), Candidates: paths, Options: opts}, nop, nil
+		return &closure.Scanner{StoreDir: sf.storeDir, FS: sf.storeFS(), Candidates: paths, Options: hashing()}, nop, nil
 	case sf.scan:
-		return &closure.Scanner{StoreDir: sf.storeDir, FS: sf.storeFS(), Options: opts}, nop, nil
+		return &closure.Scanner{StoreDir: sf.storeDir, FS: sf.storeFS(), Options: hashing()}, nop, nil
 	default:
 		db, err := closure.OpenDB(sf.db, sf.storeDir)
 		if err != nil {
@@ -162,7 +172,7 @@ total-nar-size) are written into DIR instead, byte-identical to nixpkgs'
 closureInfo. With --registration, --attrs or --store-paths and no ROOT, the
 whole closure the file describes is used.`,
 		setup: func(fs *pflag.FlagSet, e *env) func([]string) error {
-			var sf sourceFlags
+			sf := sourceFlags{stderr: e.stderr}
 			format := fs.String("format", "store-paths", "output `format`: store-paths, registration, dump-db or json")
 			out := fs.StringP("output", "o", "", "write registration, store-paths and total-nar-size into `DIR`")
 			sf.add(fs)
@@ -224,7 +234,7 @@ func whyCommand() *command {
 		help: `Prints a shortest chain of references from ROOT to PATH, one store path per
 line starting with ROOT. Exits 1 if ROOT does not depend on PATH.`,
 		setup: func(fs *pflag.FlagSet, e *env) func([]string) error {
-			var sf sourceFlags
+			sf := sourceFlags{stderr: e.stderr}
 			sf.add(fs)
 			return func(args []string) error {
 				if len(args) != 2 {
@@ -270,7 +280,7 @@ nix-hash --type sha256. PATHs are hashed in parallel.`,
 			sri := fs.Bool("sri", false, "print an SRI hash, sha256-<base64>")
 			asJSON := fs.Bool("json", false, "print a JSON array of {path, narHash, narSize}")
 			jobs := fs.IntP("jobs", "j", closure.DefaultJobs(), "paths hashed in parallel")
-			fs.BoolP("quiet", "q", false, "no progress output")
+			quiet := fs.BoolP("quiet", "q", false, "no progress output")
 			return func(args []string) error {
 				if len(args) == 0 {
 					return usagef("no PATH given")
@@ -294,7 +304,6 @@ nix-hash --type sha256. PATHs are hashed in parallel.`,
 					format = closure.HashSRI
 				}
 				res := make([]closure.NarResult, len(args))
-				errs := make([]error, len(args))
 				// Hash each PATH through the DirFS of its parent, grouped so
 				// HashPaths runs them all in parallel.
 				type item struct{ dir, name string }
@@ -310,6 +319,8 @@ nix-hash --type sha256. PATHs are hashed in parallel.`,
 						items[i] = item{filepath.Dir(abs), filepath.Base(abs)}
 					}
 				}
+				bar := progress.New(e.stderr, "hashing", -1, int64(len(args)), *quiet)
+				defer bar.Finish()
 				byDir := map[string][]int{}
 				var dirs []string
 				for i, it := range items {
@@ -324,14 +335,11 @@ nix-hash --type sha256. PATHs are hashed in parallel.`,
 					for k, i := range idx {
 						names[k] = items[i].name
 					}
-					r, err := closure.HashPaths(closure.DirFS(d), names, closure.HashOptions{Jobs: *jobs})
+					r, err := closure.HashPaths(closure.DirFS(d), names, closure.HashOptions{Jobs: *jobs, Progress: func(_ int, n uint64) {
+						bar.Add(int64(n))
+						bar.Item()
+					}})
 					if err != nil {
-						// Find which one failed, for a message naming it.
-						for k, i := range idx {
-							if _, _, errs[i] = closure.HashNAR(closure.DirFS(d), names[k]); errs[i] != nil {
-								return fmt.Errorf("%s: %w", args[i], unwrapPath(errs[i]))
-							}
-						}
 						return err
 					}
 					for k, i := range idx {
@@ -363,14 +371,4 @@ nix-hash --type sha256. PATHs are hashed in parallel.`,
 			}
 		},
 	}
-}
-
-// unwrapPath drops a *fs.PathError's relative path, which the caller
-// replaces with the path as the user gave it.
-func unwrapPath(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return fmt.Errorf("%s %s: %w", pe.Op, pe.Path, pe.Err)
-	}
-	return err
 }

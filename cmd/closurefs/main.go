@@ -59,9 +59,11 @@ func commands() []*command {
 	cmds := []*command{
 		versionCommand(),
 		snapshotCommand(),
+		verifyCommand(), registerCommand(),
 		lsCommand(), catCommand(), infoCommand(),
 	}
 	cmds = append(cmds, closureCommands()...)
+	cmds = append(cmds, mountCommands()...)
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds
 }

@@ -16,12 +16,13 @@ import (
 // Reader-side limits on what a well-formed image can hold. They keep a
 // hostile image from making the reader allocate or loop without bound.
 const (
-	rdMaxName       = 256   // longest entry name
-	rdMaxSymlink    = 65535 // longest symlink target accepted
-	rdMaxXattrName  = 255   // longest xattr key suffix
-	rdMaxXattrValue = 65536 // XATTR_SIZE_MAX
-	rdMaxXattrCount = 65536 // key/value pairs per inode
-	rdMaxSymlinkHop = 40    // symlinks followed while resolving one path
+	rdMaxName       = 256     // longest entry name
+	rdMaxSymlink    = 65535   // longest symlink target accepted
+	rdMaxXattrName  = 255     // longest xattr key suffix
+	rdMaxXattrValue = 65536   // XATTR_SIZE_MAX
+	rdMaxXattrCount = 65536   // key/value pairs per inode
+	rdMaxXattrTotal = 4 << 20 // bytes of keys and values per inode
+	rdMaxSymlinkHop = 40      // symlinks followed while resolving one path
 )
 
 // Options tune a Reader. The zero value selects the defaults.
@@ -30,7 +31,8 @@ type Options struct {
 	// fragment blocks kept in memory, shared by all files. Default 32 MiB.
 	CacheSize int64
 	// MetadataCacheSize is the number of bytes of decompressed metadata
-	// blocks (inodes, directories, tables) kept in memory. Default 8 MiB.
+	// blocks (inodes, directories, tables) kept in memory, and separately
+	// of decoded directory listings. Default 8 MiB each.
 	MetadataCacheSize int64
 }
 
@@ -56,6 +58,11 @@ type Reader struct {
 
 	meta *lru[uint64, *metaBlock]
 	data *lru[dataKey, []byte]
+	// dirs caches whole decoded listings (keyed by directory inode
+	// reference) of directories up to maxCachedListing bytes, so that
+	// lookups in big directories without an index are not linear scans.
+	dirs             *lru[uint64, []DirEntry]
+	maxCachedListing uint64
 
 	// parents maps a directory inode reference to the reference of the
 	// directory that lists it, to detect directories reachable twice
@@ -155,11 +162,15 @@ func OpenOptions(r io.ReaderAt, opts Options) (*Reader, error) {
 	}
 	sb := decodeSuper(buf[:])
 	rd := &Reader{
-		r:       r,
-		sb:      sb,
-		meta:    newLRU[uint64, *metaBlock](opts.MetadataCacheSize),
-		data:    newLRU[dataKey, []byte](opts.CacheSize),
-		parents: make(map[uint64]uint64),
+		r:    r,
+		sb:   sb,
+		meta: newLRU[uint64, *metaBlock](opts.MetadataCacheSize),
+		data: newLRU[dataKey, []byte](opts.CacheSize),
+		dirs: newLRU[uint64, []DirEntry](opts.MetadataCacheSize),
+		// A listing decodes to at most ~4x its size (48 bytes per entry
+		// of at least 9 bytes); keep one within a quarter of the budget.
+		maxCachedListing: uint64(opts.MetadataCacheSize) / 16,
+		parents:          make(map[uint64]uint64),
 	}
 	if err := rd.checkSuper(readerSize(r)); err != nil {
 		return nil, err
@@ -273,25 +284,25 @@ func (rd *Reader) loadTables() error {
 	if sb.IDs == 0 {
 		return errors.New("squashfs: id table is empty")
 	}
-	idx, err := rd.readIndex("id table", sb.IDTable, uint64(sb.IDs), 4)
+	idx, err := rd.readIndex("id table", sb.IDTable, uint64(sb.IDs), idEntrySize)
 	if err != nil {
 		return err
 	}
 	rd.ids = make([]uint32, 0, sb.IDs)
 	for i := range uint64(sb.IDs) {
-		b, err := rd.tableEntry("id table", idx, sb.IDTable, i, 4)
+		b, err := rd.tableEntry("id table", idx, sb.IDTable, i, idEntrySize)
 		if err != nil {
 			return err
 		}
 		rd.ids = append(rd.ids, binary.LittleEndian.Uint32(b))
 	}
 	if sb.FragTable != NoTable && sb.Fragments > 0 {
-		if rd.fragIndex, err = rd.readIndex("fragment table", sb.FragTable, uint64(sb.Fragments), 16); err != nil {
+		if rd.fragIndex, err = rd.readIndex("fragment table", sb.FragTable, uint64(sb.Fragments), fragEntrySize); err != nil {
 			return err
 		}
 	}
 	if sb.ExportTable != NoTable {
-		if rd.exportIdx, err = rd.readIndex("export table", sb.ExportTable, uint64(sb.Inodes), 8); err != nil {
+		if rd.exportIdx, err = rd.readIndex("export table", sb.ExportTable, uint64(sb.Inodes), exportEntry); err != nil {
 			return err
 		}
 	}
@@ -306,7 +317,7 @@ func (rd *Reader) loadTables() error {
 			return fmt.Errorf("squashfs: xattr key/value table at %#x outside the image or after its id table at %#x", rd.xattrKV, sb.XattrTable)
 		}
 		if rd.xattrCount > 0 {
-			if rd.xattrIdx, err = rd.readIndex("xattr id table", sb.XattrTable+16, uint64(rd.xattrCount), 16); err != nil {
+			if rd.xattrIdx, err = rd.readIndex("xattr id table", sb.XattrTable+16, uint64(rd.xattrCount), xattrIDSize); err != nil {
 				return err
 			}
 		}
@@ -381,7 +392,7 @@ func (rd *Reader) fragment(i uint32) (start uint64, size uint32, err error) {
 	if i >= rd.sb.Fragments || rd.fragIndex == nil {
 		return 0, 0, fmt.Errorf("squashfs: fragment index %d out of range (%d fragments)", i, rd.sb.Fragments)
 	}
-	b, err := rd.tableEntry("fragment table", rd.fragIndex, rd.sb.FragTable, uint64(i), 16)
+	b, err := rd.tableEntry("fragment table", rd.fragIndex, rd.sb.FragTable, uint64(i), fragEntrySize)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -417,7 +428,7 @@ func (rd *Reader) InodeRefByNumber(ino uint32) (uint64, error) {
 	if ino == 0 || ino > rd.sb.Inodes {
 		return 0, fmt.Errorf("squashfs: inode number %d out of range 1-%d", ino, rd.sb.Inodes)
 	}
-	b, err := rd.tableEntry("export table", rd.exportIdx, rd.sb.ExportTable, uint64(ino-1), 8)
+	b, err := rd.tableEntry("export table", rd.exportIdx, rd.sb.ExportTable, uint64(ino-1), exportEntry)
 	if err != nil {
 		return 0, err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"sort"
 	"strings"
 )
 
@@ -90,6 +91,7 @@ func (d *DirReader) Next() (DirEntry, error) {
 	}
 	e, err := d.next()
 	if err != nil {
+		err = wrapErr(err)
 		d.err = err
 		return DirEntry{}, err
 	}
@@ -162,6 +164,22 @@ func (d *DirReader) next() (DirEntry, error) {
 	}, nil
 }
 
+// dirEntries returns the entries of dir through the directory cache;
+// the slice must not be modified.
+func (rd *Reader) dirEntries(dir *Inode) ([]DirEntry, error) {
+	if dir.Size-3 > rd.maxCachedListing {
+		return rd.ReadDirAll(dir)
+	}
+	return rd.dirs.get(dir.Ref, func() ([]DirEntry, int64, error) {
+		ents, err := rd.ReadDirAll(dir)
+		cost := int64(64)
+		for _, e := range ents {
+			cost += int64(48 + len(e.Name))
+		}
+		return ents, cost, err
+	})
+}
+
 // ReadDirAll returns every entry of directory dir.
 func (rd *Reader) ReadDirAll(dir *Inode) ([]DirEntry, error) {
 	d, err := rd.OpenDir(dir)
@@ -192,9 +210,23 @@ func (rd *Reader) Lookup(dir *Inode, name string) (DirEntry, error) {
 	if !dir.isDir() {
 		return DirEntry{}, fmt.Errorf("inode %s is not a directory", refString(dir.Ref))
 	}
+	if dir.Size <= 3 {
+		return DirEntry{}, errNotFound
+	}
+	if dir.Size-3 <= rd.maxCachedListing {
+		ents, err := rd.dirEntries(dir)
+		if err != nil {
+			return DirEntry{}, err
+		}
+		i := sort.Search(len(ents), func(i int) bool { return ents[i].Name >= name })
+		if i < len(ents) && ents[i].Name == name {
+			return ents[i], nil
+		}
+		return DirEntry{}, errNotFound
+	}
 	p, err := rd.indexStart(dir, name)
 	if err != nil {
-		return DirEntry{}, err
+		return DirEntry{}, wrapErr(err)
 	}
 	d, err := rd.OpenDirAt(dir, p)
 	if err != nil {
@@ -259,6 +291,22 @@ func (rd *Reader) indexStart(dir *Inode, name string) (DirPos, error) {
 		}
 	}
 	return best, nil
+}
+
+// EntryInode reads the inode of entry e of directory dir (from Lookup or
+// a DirReader), checking that it agrees with the entry.
+func (rd *Reader) EntryInode(dir *Inode, e DirEntry) (*Inode, error) {
+	in, err := rd.child(dir, e)
+	return in, wrapErr(err)
+}
+
+// LookupInode finds name in directory dir and reads its inode.
+func (rd *Reader) LookupInode(dir *Inode, name string) (*Inode, error) {
+	e, err := rd.Lookup(dir, name)
+	if err != nil {
+		return nil, err
+	}
+	return rd.EntryInode(dir, e)
 }
 
 // child reads the inode of entry e listed in directory parent and checks

@@ -40,7 +40,7 @@ type blockCkpt struct {
 // FileData returns a reader of regular file in's content.
 func (rd *Reader) FileData(in *Inode) (*FileData, error) {
 	if !in.isFile() {
-		return nil, fmt.Errorf("inode %s is not a regular file", refString(in.Ref))
+		return nil, fmt.Errorf("squashfs: inode %s is not a regular file", refString(in.Ref))
 	}
 	return &FileData{
 		rd:      rd,
@@ -150,6 +150,11 @@ func (f *FileData) fragmentTail() ([]byte, error) {
 
 // ReadAt implements io.ReaderAt.
 func (f *FileData) ReadAt(p []byte, off int64) (int, error) {
+	n, err := f.readAt(p, off)
+	return n, wrapErr(err)
+}
+
+func (f *FileData) readAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, errors.New("squashfs: negative offset")
 	}

@@ -12,18 +12,40 @@ import (
 	"github.com/closurefs/closurefs/image"
 )
 
+// validPath is fs.ValidPath without its UTF-8 requirement: store paths
+// may hold file names that are not UTF-8, and NAR hashing must reach them.
+func validPath(name string) bool {
+	if name == "." {
+		return true
+	}
+	for {
+		i := strings.IndexByte(name, '/')
+		elem := name
+		if i >= 0 {
+			elem = name[:i]
+		}
+		if elem == "" || elem == "." || elem == ".." {
+			return false
+		}
+		if i < 0 {
+			return true
+		}
+		name = name[i+1:]
+	}
+}
+
 // resolve walks name from the root. Symlinks met on the way are followed
 // (relative targets only, as fstest.MapFS does; an absolute target or one
 // leaving the image is not found); the final symlink only if follow.
 func (rd *Reader) resolve(op, name string, follow bool) (*Inode, error) {
-	if !fs.ValidPath(name) {
+	if !validPath(name) {
 		return nil, &fs.PathError{Op: op, Path: name, Err: fs.ErrInvalid}
 	}
 	orig := name
 	for hops := 0; ; hops++ {
 		in, rest, err := rd.walk(name, follow)
 		if err != nil {
-			return nil, &fs.PathError{Op: op, Path: orig, Err: err}
+			return nil, &fs.PathError{Op: op, Path: orig, Err: wrapErr(err)}
 		}
 		if rest == "" {
 			return in, nil
@@ -73,7 +95,7 @@ func (rd *Reader) walk(name string, follow bool) (in *Inode, rest string, err er
 			if !last {
 				p = path.Join(p, name[end+1:])
 			}
-			if !fs.ValidPath(p) {
+			if !validPath(p) {
 				return nil, "", fmt.Errorf("symlink %s: target %q leaves the image", name[:end], t)
 			}
 			return nil, p, nil
@@ -157,21 +179,15 @@ func (rd *Reader) ReadDir(name string) ([]fs.DirEntry, error) {
 	if !in.isDir() {
 		return nil, &fs.PathError{Op: "readdir", Path: name, Err: errNotDir}
 	}
-	d, err := rd.OpenDir(in)
+	ents, err := rd.dirEntries(in)
 	if err != nil {
 		return nil, &fs.PathError{Op: "readdir", Path: name, Err: err}
 	}
-	var out []fs.DirEntry
-	for {
-		e, err := d.Next()
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return out, &fs.PathError{Op: "readdir", Path: name, Err: err}
-		}
-		out = append(out, &fsDirEntry{rd: rd, parent: in, e: e})
+	out := make([]fs.DirEntry, len(ents))
+	for i, e := range ents {
+		out[i] = &fsDirEntry{rd: rd, parent: in, e: e}
 	}
+	return out, nil
 }
 
 // fsDirEntry implements fs.DirEntry; Info reads the inode on demand.
@@ -187,7 +203,7 @@ func (d *fsDirEntry) Type() fs.FileMode { return d.e.Mode() }
 func (d *fsDirEntry) Info() (fs.FileInfo, error) {
 	in, err := d.rd.child(d.parent, d.e)
 	if err != nil {
-		return nil, err
+		return nil, wrapErr(err)
 	}
 	return &fileInfo{d.e.Name, in}, nil
 }
@@ -274,7 +290,6 @@ type dir struct {
 	fi   *fileInfo
 	name string
 	d    *DirReader
-	eof  bool
 }
 
 func (d *dir) Stat() (fs.FileInfo, error) { return d.fi, nil }

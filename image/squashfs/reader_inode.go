@@ -115,7 +115,10 @@ func fileMode(perm uint16, typ uint16) fs.FileMode {
 }
 
 // Inode reads the inode at reference ref.
-func (rd *Reader) Inode(ref uint64) (*Inode, error) { return rd.inode(ref) }
+func (rd *Reader) Inode(ref uint64) (*Inode, error) {
+	in, err := rd.inode(ref)
+	return in, wrapErr(err)
+}
 
 // RootRef returns the root directory's inode reference.
 func (rd *Reader) RootRef() uint64 { return rd.sb.RootInode }

@@ -3,6 +3,9 @@ package squashfs
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
+	"io/fs"
+	"strings"
 )
 
 // metaBlock is one decompressed metadata block.
@@ -44,7 +47,7 @@ func (rd *Reader) metaBlock(pos, limit uint64) (*metaBlock, error) {
 			}
 			mb.data = out
 		}
-		return mb, int64(len(mb.data) + 64), nil
+		return mb, int64(cap(mb.data) + 64), nil
 	})
 	if err != nil {
 		return nil, err
@@ -124,16 +127,13 @@ func (c *cursor) u32() (uint32, error) {
 	return binary.LittleEndian.Uint32(b), nil
 }
 
-// skip advances n bytes.
-func (c *cursor) skip(n uint64) error {
-	for n > 0 {
-		k := min(n, 64)
-		if _, err := c.read(int(k)); err != nil {
-			return err
-		}
-		n -= k
+// wrapErr prefixes err with "squashfs: " unless it already is, or it is
+// io.EOF or fs.ErrNotExist, which callers compare with ==.
+func wrapErr(err error) error {
+	if err == nil || err == io.EOF || err == fs.ErrNotExist || strings.HasPrefix(err.Error(), "squashfs: ") {
+		return err
 	}
-	return nil
+	return fmt.Errorf("squashfs: %w", err)
 }
 
 // refString formats an inode or metadata reference as block:offset.

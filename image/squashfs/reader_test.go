@@ -15,7 +15,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -434,6 +433,7 @@ func TestReadMksquashfs(t *testing.T) {
 			img := mkImage(t, src, "mksquashfs", tc.args...)
 			r := openImage(t, img)
 			compareTree(t, src, r, tc.o)
+			checkExportTable(t, r)
 		})
 	}
 }
@@ -446,7 +446,7 @@ func TestReadGensquashfs(t *testing.T) {
 		args []string
 	}{
 		{"gzip", []string{"-c", "gzip"}},
-		{"xz", []string{"-c", "xz", "-b", "4096"}},
+		{"xz", []string{"-c", "xz"}},
 		{"lzma", []string{"-c", "lzma"}},
 		{"lz4", []string{"-c", "lz4"}},
 		{"zstd-exportable", []string{"-c", "zstd", "-e", "-b", "1M"}},
@@ -457,7 +457,51 @@ func TestReadGensquashfs(t *testing.T) {
 			img := mkImage(t, src, "gensquashfs", tc.args...)
 			r := openImage(t, img)
 			compareTree(t, src, r, o)
+			checkExportTable(t, r)
 		})
+	}
+}
+
+// checkExportTable checks that the export table, when present, maps the
+// inode number of every entry to its inode reference.
+func checkExportTable(t *testing.T, r *Reader) {
+	t.Helper()
+	if !r.Info().ExportTable {
+		if _, err := r.InodeRefByNumber(1); err == nil {
+			t.Error("InodeRefByNumber works without an export table")
+		}
+		return
+	}
+	root, err := r.Inode(r.RootRef())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	stack := []*Inode{root}
+	for len(stack) > 0 {
+		dir := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		ents, err := r.ReadDirAll(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			ref, err := r.InodeRefByNumber(e.Ino)
+			if err != nil || ref != e.Ref {
+				t.Fatalf("%s: InodeRefByNumber(%d) = %s, %v; want %s", e.Name, e.Ino, refString(ref), err, refString(e.Ref))
+			}
+			n++
+			if e.Type == TypeDir {
+				in, err := r.EntryInode(dir, e)
+				if err != nil {
+					t.Fatal(err)
+				}
+				stack = append(stack, in)
+			}
+		}
+	}
+	if n < 10 {
+		t.Fatalf("checked only %d export table entries", n)
 	}
 }
 
@@ -465,10 +509,7 @@ func TestFSTest(t *testing.T) {
 	src := makeTree(t, treeOpts{special: isRoot()})
 	img := mkImage(t, src, "mksquashfs", "-comp", "zstd", "-b", "4096")
 	r := openImage(t, img)
-	var want []string
-	for _, n := range []string{"small", "sub/hard2", "bigdir/entry-01000-with-a-longish-name-to-fill-blocks", "link-dir", "sparse"} {
-		want = append(want, n)
-	}
+	want := []string{"small", "sub/hard2", "bigdir/entry-01000-with-a-longish-name-to-fill-blocks", "link-dir", "sparse"}
 	if err := fstest.TestFS(r, want...); err != nil {
 		t.Fatal(err)
 	}
@@ -489,6 +530,136 @@ func TestLzoUnsupported(t *testing.T) {
 	}
 }
 
-var _ = errors.New
-var _ = io.EOF
-var _ = syscall.Stat_t{}
+func TestDirIndexLookupAndResume(t *testing.T) {
+	src := sharedTree(t)
+	img := mkImage(t, src, "mksquashfs", "-comp", "gzip", "-b", "4096")
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// A small metadata budget keeps big listings out of the directory
+	// cache, so lookups go through the directory index.
+	r, err := OpenOptions(f, Options{MetadataCacheSize: 64 << 10, CacheSize: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := r.Inode(r.RootRef())
+	if err != nil {
+		t.Fatal(err)
+	}
+	big, err := r.LookupInode(root, "bigdir")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if big.Type != TypeDir+rdTypeExtended || big.idxCount < 2 || big.Size-3 <= r.maxCachedListing {
+		t.Fatalf("bigdir: type %d, %d index entries, listing %d: want an indexed extended directory bigger than %d", big.Type, big.idxCount, big.Size-3, r.maxCachedListing)
+	}
+	ents, err := r.ReadDirAll(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 1200 {
+		t.Fatalf("bigdir has %d entries, want 1200", len(ents))
+	}
+	for i, e := range ents {
+		got, err := r.Lookup(big, e.Name)
+		if err != nil || got != e {
+			t.Fatalf("Lookup(%s) = %+v, %v; want %+v", e.Name, got, err, e)
+		}
+		in, err := r.EntryInode(big, got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fd, err := r.FileData(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 10)
+		n, _ := fd.ReadAt(buf, 0)
+		if string(buf[:n]) != fmt.Sprint(i) {
+			t.Fatalf("%s holds %q, want %q", e.Name, buf[:n], fmt.Sprint(i))
+		}
+	}
+	for _, name := range []string{"a", "entry-00000", "entry-00500-x", "entry-01199-with-a-longish-name-to-fill-blocksz", "zzz"} {
+		if _, err := r.Lookup(big, name); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Lookup(%q) = %v, want not exist", name, err)
+		}
+	}
+	// Streaming with resumable positions: read in runs of 7, reopening
+	// at each position.
+	var got []DirEntry
+	var pos DirPos
+	for {
+		d, err := r.OpenDirAt(big, pos)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := false
+		for range 7 {
+			e, err := d.Next()
+			if err == io.EOF {
+				done = true
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, e)
+		}
+		pos = d.Pos()
+		if pos.Index != uint64(len(got)) {
+			t.Fatalf("Pos().Index = %d after %d entries", pos.Index, len(got))
+		}
+		if done {
+			break
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(ents) {
+		t.Fatalf("resumed listing differs from the full one")
+	}
+}
+
+func TestConcurrentReads(t *testing.T) {
+	src := sharedTree(t)
+	img := mkImage(t, src, "mksquashfs", "-comp", "zstd", "-b", "4096")
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// A cache far smaller than the data forces evictions while readers
+	// race on shared blocks and fragments.
+	r, err := OpenOptions(f, Options{CacheSize: 32 << 10, MetadataCacheSize: 32 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"text300k", "random200k", "dup1", "sub/dup2", "sparse", "small", "block4097", "hard1"}
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 4 {
+				name := names[(g+i)%len(names)]
+				want, _ := os.ReadFile(filepath.Join(src, name))
+				got, err := fs.ReadFile(r, name)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if !bytes.Equal(got, want) {
+					errs <- fmt.Errorf("%s: content differs", name)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := r.data.len(); n == 0 || r.data.used > r.data.capacity {
+		t.Errorf("data cache holds %d entries, %d bytes of %d", n, r.data.used, r.data.capacity)
+	}
+}

@@ -17,7 +17,7 @@ func (rd *Reader) InodeXattrs(in *Inode) ([]image.Xattr, error) {
 	}
 	xs, err := rd.xattrs(in.Xattr)
 	if err != nil {
-		return nil, fmt.Errorf("inode %s: xattr id %d: %w", refString(in.Ref), in.Xattr, err)
+		return nil, fmt.Errorf("squashfs: inode %s: xattr id %d: %w", refString(in.Ref), in.Xattr, err)
 	}
 	return xs, nil
 }
@@ -26,7 +26,7 @@ func (rd *Reader) xattrs(id uint32) ([]image.Xattr, error) {
 	if id >= rd.xattrCount {
 		return nil, fmt.Errorf("out of range (%d xattr ids)", rd.xattrCount)
 	}
-	b, err := rd.tableEntry("xattr id table", rd.xattrIdx, rd.sb.XattrTable, uint64(id), 16)
+	b, err := rd.tableEntry("xattr id table", rd.xattrIdx, rd.sb.XattrTable, uint64(id), xattrIDSize)
 	if err != nil {
 		return nil, err
 	}
@@ -54,6 +54,7 @@ func (rd *Reader) xattrs(id uint32) ([]image.Xattr, error) {
 	}
 	c := rd.cursorAt("xattr table", rd.xattrKV, limit, p)
 	out := make([]image.Xattr, 0, min(count, 64))
+	total := 0
 	for i := uint32(0); i < count; i++ {
 		typ, err := c.u16()
 		if err != nil {
@@ -109,6 +110,11 @@ func (rd *Reader) xattrs(id uint32) ([]image.Xattr, error) {
 			if val, err = c.read(int(vlen)); err != nil {
 				return nil, err
 			}
+		}
+		// Out-of-line values can repeat one big value many times: cap the
+		// total.
+		if total += len(key) + len(val); total > rdMaxXattrTotal {
+			return nil, fmt.Errorf("xattrs larger than %d bytes", rdMaxXattrTotal)
 		}
 		out = append(out, image.Xattr{Key: key, Value: append([]byte{}, val...)})
 	}

@@ -1,0 +1,309 @@
+package fusefs
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/closurefs/closurefs/image"
+	"golang.org/x/sys/unix"
+)
+
+// needFUSE skips the test unless it can mount FUSE file systems.
+func needFUSE(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting FUSE needs root")
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("no /dev/fuse")
+	}
+}
+
+// dirXattrFS is image.FS over a directory (os.DirFS) plus its xattrs, the
+// stand-in for an image reader.
+type dirXattrFS struct {
+	image.FS
+	dir string
+}
+
+func (d dirXattrFS) Xattrs(name string) ([]image.Xattr, error) {
+	p := filepath.Join(d.dir, name)
+	return readXattrs(p)
+}
+
+func readXattrs(p string) ([]image.Xattr, error) {
+	sz, err := unix.Llistxattr(p, nil)
+	if err != nil || sz == 0 {
+		return nil, nil
+	}
+	buf := make([]byte, sz)
+	sz, err = unix.Llistxattr(p, buf)
+	if err != nil {
+		return nil, err
+	}
+	var xs []image.Xattr
+	for _, k := range bytes.Split(buf[:sz], []byte{0}) {
+		if len(k) == 0 {
+			continue
+		}
+		v := make([]byte, 4096)
+		n, err := unix.Lgetxattr(p, string(k), v)
+		if err != nil {
+			return nil, err
+		}
+		xs = append(xs, image.Xattr{Key: string(k), Value: v[:n]})
+	}
+	sort.Slice(xs, func(i, j int) bool { return xs[i].Key < xs[j].Key })
+	return xs, nil
+}
+
+// makeTree writes a test tree: nested directories, empty, small and
+// multi-megabyte files, symlinks (relative, absolute, dangling), an
+// executable, an xattr, and a directory of many entries.
+func makeTree(t testing.TB, dir string, many int) {
+	t.Helper()
+	rng := rand.New(rand.NewSource(1))
+	write := func(name string, size int, mode os.FileMode) {
+		b := make([]byte, size)
+		rng.Read(b)
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, mode); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(p, mode)
+	}
+	write("empty", 0, 0o644)
+	write("small", 100, 0o644)
+	write("bin/exe", 5000, 0o755)
+	write("big", 3<<20+17, 0o444)
+	write("a/b/c/deep", 4096, 0o600)
+	for _, l := range [][2]string{{"../small", "a/rel"}, {"/nix/store/x", "abs"}, {"nowhere", "dangling"}, {"bin", "dirlink"}} {
+		if err := os.Symlink(l[0], filepath.Join(dir, l[1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := unix.Setxattr(filepath.Join(dir, "small"), "user.test", []byte("value"), 0); err != nil {
+		t.Logf("no user xattrs here: %v", err)
+	}
+	if many > 0 {
+		m := filepath.Join(dir, "many")
+		os.Mkdir(m, 0o755)
+		for i := 0; i < many; i++ {
+			f, err := os.Create(filepath.Join(m, fmt.Sprintf("entry-%06d", i)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+		}
+	}
+}
+
+// entry is what compareTrees compares of one path.
+type entry struct {
+	mode       uint32
+	size       int64
+	nlink      uint64
+	uid, gid   uint32
+	mtime      int64
+	ino        uint64
+	target     string
+	digest     [32]byte
+	xattrs     string
+	dirEntries string
+}
+
+type compareOpts struct {
+	ino      bool // compare inode numbers
+	dirSize  bool // compare directory sizes
+	dirNlink bool
+	mtime    bool
+	owner    bool
+	xattrs   bool
+}
+
+// scanTree describes every path under dir.
+func scanTree(t testing.TB, dir string, o compareOpts) map[string]entry {
+	t.Helper()
+	m := make(map[string]entry)
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		st := fi.Sys().(*syscall.Stat_t)
+		e := entry{mode: st.Mode, size: st.Size, nlink: uint64(st.Nlink)}
+		if o.owner {
+			e.uid, e.gid = st.Uid, st.Gid
+		}
+		if o.mtime {
+			e.mtime = st.Mtim.Nano()
+		}
+		if o.ino {
+			e.ino = st.Ino
+		}
+		switch {
+		case fi.IsDir():
+			if !o.dirSize {
+				e.size = 0
+			}
+			if !o.dirNlink {
+				e.nlink = 0
+			}
+			ents, err := os.ReadDir(p)
+			if err != nil {
+				return err
+			}
+			var names []string
+			for _, d := range ents {
+				names = append(names, d.Name())
+			}
+			e.dirEntries = strings.Join(names, "/")
+		case fi.Mode()&os.ModeSymlink != 0:
+			e.target, err = os.Readlink(p)
+			if err != nil {
+				return err
+			}
+		case fi.Mode().IsRegular():
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			h := sha256.New()
+			_, err = io.Copy(h, f)
+			f.Close()
+			if err != nil {
+				return err
+			}
+			copy(e.digest[:], h.Sum(nil))
+		}
+		if o.xattrs {
+			xs, err := readXattrs(p)
+			if err != nil {
+				return err
+			}
+			e.xattrs = fmt.Sprint(xs)
+		}
+		m[rel] = e
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// compareTrees fails t unless got and want describe the same tree.
+func compareTrees(t testing.TB, got, want string, o compareOpts) {
+	t.Helper()
+	g, w := scanTree(t, got, o), scanTree(t, want, o)
+	bad := 0
+	for p, we := range w {
+		ge, ok := g[p]
+		if !ok {
+			t.Errorf("%s: missing from %s", p, got)
+		} else if ge != we {
+			t.Errorf("%s: got %+v, want %+v", p, ge, we)
+		} else {
+			continue
+		}
+		if bad++; bad > 10 {
+			t.Fatal("too many differences")
+		}
+	}
+	for p := range g {
+		if _, ok := w[p]; !ok {
+			t.Errorf("%s: in %s only", p, got)
+		}
+	}
+}
+
+func TestImageMountDirFS(t *testing.T) {
+	needFUSE(t)
+	src := t.TempDir()
+	makeTree(t, src, 5000)
+	root, err := NewImageRoot(dirXattrFS{os.DirFS(src).(image.FS), src}, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mnt := t.TempDir()
+	server, err := Mount(mnt, root, root.StableAttr(), MountOptions{FsName: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Unmount()
+	compareTrees(t, mnt, src, compareOpts{ino: true, dirSize: true, dirNlink: true, mtime: true, owner: true, xattrs: true})
+
+	// Writes fail with EROFS.
+	if err := os.WriteFile(filepath.Join(mnt, "new"), nil, 0o644); !errorIs(err, syscall.EROFS) {
+		t.Errorf("create: got %v, want EROFS", err)
+	}
+	if _, err := os.OpenFile(filepath.Join(mnt, "small"), os.O_WRONLY, 0); !errorIs(err, syscall.EROFS) {
+		t.Errorf("open for writing: got %v, want EROFS", err)
+	}
+	// Inode numbers are stable across a second lookup after the kernel
+	// forgets the entries.
+	var st1, st2 syscall.Stat_t
+	syscall.Lstat(filepath.Join(mnt, "a/b/c/deep"), &st1)
+	os.WriteFile("/proc/sys/vm/drop_caches", []byte("2"), 0)
+	syscall.Lstat(filepath.Join(mnt, "a/b/c/deep"), &st2)
+	if st1.Ino != st2.Ino || st1.Ino == 0 {
+		t.Errorf("inode numbers differ: %d, %d", st1.Ino, st2.Ino)
+	}
+	var sfs syscall.Statfs_t
+	if err := syscall.Statfs(mnt, &sfs); err != nil || sfs.Blocks != 256 {
+		t.Errorf("statfs: %v, %d blocks, want 256", err, sfs.Blocks)
+	}
+	// Seeking in a big directory: read in small getdents batches, then
+	// rewind and compare.
+	f, err := os.Open(filepath.Join(mnt, "many"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var names []string
+	for {
+		ns, err := f.Readdirnames(100)
+		names = append(names, ns...)
+		if err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(names) != 5000 {
+		t.Errorf("many: %d entries, want 5000", len(names))
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	again, err := f.Readdirnames(-1)
+	if err != nil || len(again) != len(names) {
+		t.Errorf("after rewind: %d entries, %v", len(again), err)
+	}
+}
+
+func errorIs(err error, errno syscall.Errno) bool {
+	for err != nil {
+		if e, ok := err.(syscall.Errno); ok {
+			return e == errno
+		}
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return false
+		}
+		err = u.Unwrap()
+	}
+	return false
+}

@@ -1,0 +1,211 @@
+package fusefs
+
+import (
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// MountOptions are the options both file systems share.
+type MountOptions struct {
+	// FsName is shown as the source in /proc/mounts (e.g. the image path).
+	FsName string
+	// AllowOther lets users other than the mounting one access the mount.
+	AllowOther bool
+	// Debug logs every FUSE request.
+	Debug bool
+	// Logger receives diagnostics; nil discards them.
+	Logger *log.Logger
+	// Timeout is the entry, attribute and negative-lookup timeout.
+	Timeout time.Duration
+}
+
+// cacheTimeout is the default kernel cache timeout: contents never change
+// behind the kernel's back (images are immutable, store paths too, and
+// the view invalidates entries it removes).
+const cacheTimeout = time.Hour
+
+// maxIO is the largest read and readahead the kernel is asked to issue.
+const maxIO = 1 << 20
+
+// Mount mounts root read-only on mountpoint and returns the running
+// server once the kernel has acknowledged the mount.
+func Mount(mountpoint string, root gofs.InodeEmbedder, rootAttr *gofs.StableAttr, o MountOptions) (*fuse.Server, error) {
+	if err := CheckMountpoint(mountpoint); err != nil {
+		return nil, err
+	}
+	t := o.Timeout
+	if t == 0 {
+		t = cacheTimeout
+	}
+	opts := &gofs.Options{
+		EntryTimeout:    &t,
+		AttrTimeout:     &t,
+		NegativeTimeout: &t,
+		RootStableAttr:  rootAttr,
+		Logger:          o.Logger,
+		MountOptions: fuse.MountOptions{
+			AllowOther:           o.AllowOther,
+			FsName:               o.FsName,
+			Name:                 "closurefs",
+			Options:              []string{"ro", "default_permissions"},
+			MaxWrite:             maxIO,
+			MaxReadAhead:         maxIO,
+			EnableSymlinkCaching: true,
+			DirectMount:          true,
+			Debug:                o.Debug,
+			Logger:               o.Logger,
+			MaxBackground:        64,
+		},
+	}
+	server, err := gofs.Mount(mountpoint, root, opts)
+	if err != nil {
+		return nil, mountError(mountpoint, err)
+	}
+	return server, nil
+}
+
+// CheckMountpoint explains why mountpoint cannot take a mount, if it can't.
+func CheckMountpoint(mountpoint string) error {
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		return fmt.Errorf("cannot mount: /dev/fuse is missing (load the fuse module: modprobe fuse)")
+	}
+	fi, err := os.Stat(mountpoint)
+	if err != nil {
+		return fmt.Errorf("cannot mount on %s: %w", mountpoint, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("cannot mount on %s: not a directory", mountpoint)
+	}
+	if mounted, _ := IsMountpoint(mountpoint); mounted {
+		return fmt.Errorf("cannot mount on %s: something is already mounted there (closurefs umount %s)", mountpoint, mountpoint)
+	}
+	return nil
+}
+
+// IsMountpoint reports whether p is the root of a mount.
+func IsMountpoint(p string) (bool, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return false, err
+	}
+	var st, pst unix.Stat_t
+	if err := unix.Lstat(abs, &st); err != nil {
+		if errors.Is(err, unix.ENOTCONN) {
+			return true, nil // a dead FUSE mount
+		}
+		return false, err
+	}
+	if err := unix.Lstat(filepath.Dir(abs), &pst); err != nil {
+		return false, err
+	}
+	if st.Dev != pst.Dev || abs == "/" {
+		return true, nil
+	}
+	// Bind mounts of the same file system: ask mountinfo.
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false, nil
+	}
+	return mountinfoHas(string(data), abs), nil
+}
+
+// mountinfoHas reports whether mountinfo lists a mount at p.
+func mountinfoHas(mountinfo, p string) bool {
+	for _, line := range splitLines(mountinfo) {
+		var f [5]string
+		n := 0
+		start := 0
+		for i := 0; i <= len(line) && n < 5; i++ {
+			if i == len(line) || line[i] == ' ' {
+				f[n] = line[start:i]
+				n++
+				start = i + 1
+			}
+		}
+		if n == 5 && unescapeMount(f[4]) == p {
+			return true
+		}
+	}
+	return false
+}
+
+func splitLines(s string) []string {
+	var lines []string
+	for len(s) > 0 {
+		i := 0
+		for i < len(s) && s[i] != '\n' {
+			i++
+		}
+		lines = append(lines, s[:i])
+		if i < len(s) {
+			i++
+		}
+		s = s[i:]
+	}
+	return lines
+}
+
+// unescapeMount undoes the octal escapes of /proc/self/mountinfo.
+func unescapeMount(s string) string {
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			v := (int(s[i+1]-'0') << 6) | (int(s[i+2]-'0') << 3) | int(s[i+3]-'0')
+			b = append(b, byte(v))
+			i += 3
+			continue
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
+}
+
+// mountError turns a mount failure into one clear message.
+func mountError(mountpoint string, err error) error {
+	switch {
+	case errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EACCES):
+		return fmt.Errorf("cannot mount on %s: not permitted (run as root, or install fusermount3 with user_allow_other for --allow-other): %v", mountpoint, err)
+	case errors.Is(err, syscall.EBUSY):
+		return fmt.Errorf("cannot mount on %s: mountpoint is busy: %v", mountpoint, err)
+	case errors.Is(err, syscall.ENODEV):
+		return fmt.Errorf("cannot mount on %s: the kernel has no FUSE support (modprobe fuse): %v", mountpoint, err)
+	}
+	return fmt.Errorf("cannot mount on %s: %w", mountpoint, err)
+}
+
+// Unmount unmounts the closurefs (or any FUSE) mount at mountpoint. With
+// lazy, a busy mount is detached now and goes away when its last user
+// leaves.
+func Unmount(mountpoint string, lazy bool) error {
+	flags := 0
+	if lazy {
+		flags = unix.MNT_DETACH
+	}
+	err := unix.Unmount(mountpoint, flags)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, unix.EINVAL):
+		return fmt.Errorf("%s is not a mountpoint", mountpoint)
+	case errors.Is(err, unix.EBUSY):
+		return fmt.Errorf("%s is busy (files open or a process inside it); use --lazy to detach it now", mountpoint)
+	case errors.Is(err, unix.EPERM):
+		return fmt.Errorf("unmounting %s: not permitted (run as root)", mountpoint)
+	}
+	return fmt.Errorf("unmounting %s: %w", mountpoint, err)
+}
+
+// Passthrough reports whether the kernel accepted FUSE passthrough on
+// server's connection (Linux 6.9+, and the daemon must be root).
+func Passthrough(server *fuse.Server) bool {
+	return os.Geteuid() == 0 && server.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH != 0
+}

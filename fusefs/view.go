@@ -1,0 +1,598 @@
+package fusefs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/closurefs/closurefs/closure"
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// Extended attributes the closure view sets on each top-level store path.
+const (
+	XattrNarHash    = "user.nix.nar-hash"   // "sha256:" + nix-base32 digest
+	XattrNarSize    = "user.nix.nar-size"   // decimal
+	XattrReferences = "user.nix.references" // full store paths, one per line
+	XattrReferrers  = "user.nix.referrers"  // within the view, one per line
+)
+
+// ViewOptions configures a closure view.
+type ViewOptions struct {
+	// StoreDir is the store directory shown, e.g. /nix/store.
+	StoreDir string
+	// Source resolves closures of store paths.
+	Source closure.Source
+	// Roots are the roots as given: store paths, or symlinks leading into
+	// the store (result links, profiles, /run/current-system), which are
+	// watched.
+	Roots []string
+	// NoPassthrough disables kernel FUSE passthrough for open files.
+	NoPassthrough bool
+	// Interval is how often roots and store paths are checked (default
+	// 200ms).
+	Interval time.Duration
+	// Logf, if set, receives one line per change of the view.
+	Logf func(format string, args ...any)
+}
+
+// RootStatus is one root of a view.
+type RootStatus struct {
+	Arg       string `json:"arg"`                 // as given
+	StorePath string `json:"storePath,omitempty"` // where it leads now
+	Error     string `json:"error,omitempty"`     // why it leads nowhere
+}
+
+// viewState is one immutable version of the view.
+type viewState struct {
+	gen       uint64
+	closure   *closure.Closure
+	index     map[string]int // base name -> index in closure.Paths
+	referrers [][]string     // per index, sorted full paths
+	modes     []uint32       // per index, st_mode at computation time
+	roots     []RootStatus
+	at        time.Time
+}
+
+// View is a live closure view: a FUSE file system whose root lists exactly
+// the closure of the roots, each store path a read-only loopback of the
+// store. It follows root symlinks and garbage collection.
+type View struct {
+	opts   ViewOptions
+	root   *viewRoot
+	state  atomic.Pointer[viewState]
+	mu     sync.Mutex // serialises recomputation and root changes
+	roots  []string
+	stop   chan struct{}
+	done   chan struct{}
+	mountd atomic.Bool
+	// passthrough reports whether open files use kernel passthrough.
+	passthrough atomic.Bool
+	rootDev     uint64
+}
+
+// NewView computes the initial closure of opts.Roots and returns the view.
+func NewView(opts ViewOptions) (*View, error) {
+	if opts.Interval <= 0 {
+		opts.Interval = 200 * time.Millisecond
+	}
+	if opts.Logf == nil {
+		opts.Logf = func(string, ...any) {}
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(opts.StoreDir, &st); err != nil {
+		return nil, fmt.Errorf("store directory: %w", err)
+	}
+	v := &View{opts: opts, roots: slices.Clone(opts.Roots), stop: make(chan struct{}), done: make(chan struct{}), rootDev: st.Dev}
+	v.root = &viewRoot{v: v}
+	v.passthrough.Store(!opts.NoPassthrough)
+	s, err := v.compute(v.roots, 0)
+	if err != nil {
+		return nil, err
+	}
+	v.state.Store(s)
+	return v, nil
+}
+
+// Root returns the root node to mount.
+func (v *View) Root() gofs.InodeEmbedder { return v.root }
+
+// RootStableAttr returns the root's stable attributes (the store
+// directory's inode number).
+func (v *View) RootStableAttr() *gofs.StableAttr {
+	var st syscall.Stat_t
+	syscall.Stat(v.opts.StoreDir, &st)
+	return &gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: v.ino(&st)}
+}
+
+// ino maps a stat result to the inode number shown, mixing in the device
+// for files on other file systems than the store's.
+func (v *View) ino(st *syscall.Stat_t) uint64 {
+	if st.Dev == v.rootDev {
+		return st.Ino
+	}
+	d := st.Dev ^ v.rootDev
+	return st.Ino ^ (d<<32 | d>>32)
+}
+
+// ResolveRoot maps a root argument to a store path: lexically if it names
+// something inside storeDir (a store path that is a symlink is not
+// followed), else by following symlinks.
+func ResolveRoot(storeDir, arg string) (string, error) {
+	if abs, err := filepath.Abs(arg); err == nil && strings.HasPrefix(abs, storeDir+"/") {
+		return closure.ToStorePath(storeDir, abs)
+	}
+	return closure.FollowLinksToStorePath(storeDir, arg)
+}
+
+// resolveRoots resolves root arguments, skipping those that lead nowhere
+// or to a store path that does not exist.
+func (v *View) resolveRoots(args []string) ([]RootStatus, []string) {
+	var rs []RootStatus
+	var paths []string
+	for _, a := range args {
+		r := RootStatus{Arg: a}
+		p, err := ResolveRoot(v.opts.StoreDir, a)
+		if err == nil {
+			_, err = os.Lstat(p)
+		}
+		if err != nil {
+			r.Error = err.Error()
+		} else {
+			r.StorePath = p
+			paths = append(paths, p)
+		}
+		rs = append(rs, r)
+	}
+	slices.Sort(paths)
+	return rs, slices.Compact(paths)
+}
+
+// compute resolves roots and builds a new state, leaving out store paths
+// that no longer exist.
+func (v *View) compute(args []string, gen uint64) (*viewState, error) {
+	rs, paths := v.resolveRoots(args)
+	c := &closure.Closure{StoreDir: v.opts.StoreDir}
+	if len(paths) > 0 {
+		var err error
+		c, err = v.opts.Source.Resolve(paths)
+		if err != nil {
+			return nil, err
+		}
+	}
+	s := &viewState{gen: gen, roots: rs, at: time.Now(), index: make(map[string]int, len(c.Paths))}
+	kept := c.Paths[:0:0]
+	for _, p := range c.Paths {
+		var st syscall.Stat_t
+		if err := syscall.Lstat(p.Path, &st); err != nil {
+			continue
+		}
+		s.modes = append(s.modes, st.Mode)
+		kept = append(kept, p)
+	}
+	nc := *c
+	nc.Paths = kept
+	s.closure = &nc
+	for i, p := range kept {
+		s.index[filepath.Base(p.Path)] = i
+	}
+	s.referrers = make([][]string, len(kept))
+	for _, p := range kept {
+		for _, r := range p.References {
+			if i, ok := s.index[filepath.Base(r)]; ok && r != p.Path {
+				s.referrers[i] = append(s.referrers[i], p.Path)
+			}
+		}
+	}
+	return s, nil
+}
+
+// Closure returns the closure the view shows now.
+func (v *View) Closure() *closure.Closure { return v.state.Load().closure }
+
+// Roots returns the roots and where they lead now.
+func (v *View) Roots() []RootStatus { return slices.Clone(v.state.Load().roots) }
+
+// Generation counts the view's switches.
+func (v *View) Generation() uint64 { return v.state.Load().gen }
+
+// Passthrough reports whether open files are served by kernel passthrough.
+func (v *View) Passthrough() bool { return v.passthrough.Load() }
+
+// SetPassthrough chooses whether files opened from now on are offered to
+// the kernel for passthrough.
+func (v *View) SetPassthrough(on bool) { v.passthrough.Store(on) }
+
+// AddRoot adds a root and switches the view to the new closure.
+func (v *View) AddRoot(arg string) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if _, err := ResolveRoot(v.opts.StoreDir, arg); err != nil {
+		return err
+	}
+	if slices.Contains(v.roots, arg) {
+		return fmt.Errorf("%s is already a root", arg)
+	}
+	return v.switchTo(append(slices.Clone(v.roots), arg), "root added: "+arg)
+}
+
+// RemoveRoot removes a root and switches the view to the new closure.
+func (v *View) RemoveRoot(arg string) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	i := slices.Index(v.roots, arg)
+	if i < 0 {
+		return fmt.Errorf("%s is not a root (roots: %s)", arg, strings.Join(v.roots, " "))
+	}
+	return v.switchTo(slices.Delete(slices.Clone(v.roots), i, i+1), "root removed: "+arg)
+}
+
+// switchTo computes the closure of roots and makes it the view's. v.mu
+// must be held.
+func (v *View) switchTo(roots []string, why string) error {
+	old := v.state.Load()
+	s, err := v.compute(roots, old.gen+1)
+	if err != nil {
+		return err
+	}
+	v.roots = roots
+	v.state.Store(s)
+	v.invalidate(old, s)
+	v.opts.Logf("view switched (%s): %d store paths (was %d)", why, len(s.closure.Paths), len(old.closure.Paths))
+	return nil
+}
+
+// invalidate drops the kernel's cached entries for names that entered or
+// left the view.
+func (v *View) invalidate(old, s *viewState) {
+	if !v.mountd.Load() {
+		return
+	}
+	var changed []string
+	for name := range old.index {
+		if _, ok := s.index[name]; !ok {
+			changed = append(changed, name)
+		}
+	}
+	for name := range s.index {
+		if _, ok := old.index[name]; !ok {
+			changed = append(changed, name)
+		}
+	}
+	sort.Strings(changed)
+	for _, name := range changed {
+		if _, ok := s.index[name]; !ok {
+			v.root.RmChild(name)
+		}
+		v.root.NotifyEntry(name)
+	}
+	v.root.NotifyContent(0, 0)
+}
+
+// Watch checks roots and store paths every Interval until Close, switching
+// the view when a root now leads elsewhere or a store path of the view
+// disappeared. Call it after mounting.
+func (v *View) Watch() {
+	v.mountd.Store(true)
+	defer close(v.done)
+	t := time.NewTicker(v.opts.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-v.stop:
+			return
+		case <-t.C:
+		}
+		v.check()
+	}
+}
+
+// check compares the roots and store paths with the current state.
+func (v *View) check() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	s := v.state.Load()
+	rs, _ := v.resolveRoots(v.roots)
+	why := ""
+	for i := range rs {
+		if i >= len(s.roots) || rs[i] != s.roots[i] {
+			why = "root " + rs[i].Arg + " changed"
+			if rs[i].StorePath != "" {
+				why += " to " + rs[i].StorePath
+			} else {
+				why += ": " + rs[i].Error
+			}
+			break
+		}
+	}
+	if why == "" {
+		for _, p := range s.closure.Paths {
+			if _, err := os.Lstat(p.Path); errors.Is(err, os.ErrNotExist) {
+				why = p.Path + " disappeared"
+				break
+			}
+		}
+	}
+	if why == "" {
+		return
+	}
+	if err := v.switchTo(v.roots, why); err != nil {
+		v.opts.Logf("recomputing the closure (%s): %v", why, err)
+	}
+}
+
+// Close stops watching.
+func (v *View) Close() {
+	select {
+	case <-v.stop:
+	default:
+		close(v.stop)
+	}
+	if v.mountd.Load() {
+		<-v.done
+	}
+}
+
+// viewRoot is the root directory: the store paths of the closure.
+type viewRoot struct {
+	gofs.Inode
+	v *View
+}
+
+var (
+	_ gofs.NodeLookuper   = (*viewRoot)(nil)
+	_ gofs.NodeReaddirer  = (*viewRoot)(nil)
+	_ gofs.NodeGetattrer  = (*viewRoot)(nil)
+	_ gofs.NodeStatfser   = (*viewRoot)(nil)
+	_ gofs.NodeGetxattrer = (*viewRoot)(nil)
+)
+
+// Lookup finds a store path of the closure; any other name is ENOENT.
+func (r *viewRoot) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	s := r.v.state.Load()
+	if _, ok := s.index[name]; !ok {
+		return nil, syscall.ENOENT
+	}
+	return lookupStore(ctx, r.v, &r.Inode, filepath.Join(r.v.opts.StoreDir, name), true, out)
+}
+
+// Readdir lists the closure's store paths.
+func (r *viewRoot) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	s := r.v.state.Load()
+	ents := make([]fuse.DirEntry, 0, len(s.closure.Paths))
+	for i, p := range s.closure.Paths {
+		ents = append(ents, fuse.DirEntry{Name: filepath.Base(p.Path), Mode: s.modes[i] & syscall.S_IFMT})
+	}
+	return gofs.NewListDirStream(ents), 0
+}
+
+// Getattr returns the store directory's attributes, read-only.
+func (r *viewRoot) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	var st syscall.Stat_t
+	if err := syscall.Stat(r.v.opts.StoreDir, &st); err != nil {
+		return gofs.ToErrno(err)
+	}
+	out.FromStat(&st)
+	out.Ino = r.v.ino(&st)
+	out.Mode &^= 0o222 | syscall.S_ISVTX
+	out.Nlink = 2
+	out.SetTimeout(time.Second)
+	return 0
+}
+
+// Getxattr: the root has none.
+func (r *viewRoot) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	return 0, syscall.ENODATA
+}
+
+// Statfs reports the store's file system.
+func (r *viewRoot) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	return statfs(r.v.opts.StoreDir, out)
+}
+
+func statfs(p string, out *fuse.StatfsOut) syscall.Errno {
+	var s syscall.Statfs_t
+	if err := syscall.Statfs(p, &s); err != nil {
+		return gofs.ToErrno(err)
+	}
+	out.FromStatfsT(&s)
+	return 0
+}
+
+// storeNode is a file, directory or symlink below a store path.
+type storeNode struct {
+	gofs.Inode
+	v    *View
+	path string // physical path
+	top  bool   // a store path itself
+}
+
+var (
+	_ gofs.NodeLookuper       = (*storeNode)(nil)
+	_ gofs.NodeGetattrer      = (*storeNode)(nil)
+	_ gofs.NodeReadlinker     = (*storeNode)(nil)
+	_ gofs.NodeOpener         = (*storeNode)(nil)
+	_ gofs.NodeOpendirHandler = (*storeNode)(nil)
+	_ gofs.NodeGetxattrer     = (*storeNode)(nil)
+	_ gofs.NodeListxattrer    = (*storeNode)(nil)
+	_ gofs.NodeStatfser       = (*storeNode)(nil)
+)
+
+// lookupStore makes the node for the physical path p, a child of parent.
+func lookupStore(ctx context.Context, v *View, parent *gofs.Inode, p string, top bool, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	var st syscall.Stat_t
+	if err := syscall.Lstat(p, &st); err != nil {
+		return nil, gofs.ToErrno(err)
+	}
+	out.Attr.FromStat(&st)
+	out.Attr.Ino = v.ino(&st)
+	n := &storeNode{v: v, path: p, top: top}
+	return parent.NewInode(ctx, n, gofs.StableAttr{Mode: st.Mode & syscall.S_IFMT, Ino: out.Attr.Ino}), 0
+}
+
+// Lookup finds a name in a directory of the store.
+func (n *storeNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return lookupStore(ctx, n.v, &n.Inode, filepath.Join(n.path, name), false, out)
+}
+
+// Getattr stats the physical path.
+func (n *storeNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	var st syscall.Stat_t
+	if err := syscall.Lstat(n.path, &st); err != nil {
+		return gofs.ToErrno(err)
+	}
+	out.FromStat(&st)
+	out.Ino = n.v.ino(&st)
+	return 0
+}
+
+// Readlink returns a symlink's target as it is.
+func (n *storeNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	for size := 256; ; size *= 2 {
+		buf := make([]byte, size)
+		k, err := syscall.Readlink(n.path, buf)
+		if err != nil {
+			return nil, gofs.ToErrno(err)
+		}
+		if k < size {
+			return buf[:k], 0
+		}
+	}
+}
+
+// roFile is an open store file read by the daemon.
+type roFile struct{ fd int }
+
+// ptFile is an open store file the kernel reads directly (passthrough).
+type ptFile struct{ roFile }
+
+// PassthroughFd hands the file to the kernel.
+func (f *ptFile) PassthroughFd() (int, bool) { return f.fd, true }
+
+// Read reads by splicing from the file where possible.
+func (f *roFile) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	return fuse.ReadResultFd(uintptr(f.fd), off, len(dest)), 0
+}
+
+// Getattr fstats the open file.
+func (f *roFile) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
+	var st syscall.Stat_t
+	if err := syscall.Fstat(f.fd, &st); err != nil {
+		return gofs.ToErrno(err)
+	}
+	out.FromStat(&st)
+	return 0
+}
+
+// Lseek supports SEEK_DATA and SEEK_HOLE.
+func (f *roFile) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, syscall.Errno) {
+	n, err := unix.Seek(f.fd, int64(off), int(whence))
+	return uint64(n), gofs.ToErrno(err)
+}
+
+// Release closes the file.
+func (f *roFile) Release(ctx context.Context) syscall.Errno {
+	return gofs.ToErrno(syscall.Close(f.fd))
+}
+
+// Open opens a store file read-only; writes fail with EROFS.
+func (n *storeNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND|syscall.O_CREAT) != 0 {
+		return nil, 0, syscall.EROFS
+	}
+	fd, err := syscall.Open(n.path, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, 0, gofs.ToErrno(err)
+	}
+	if n.v.passthrough.Load() {
+		return &ptFile{roFile{fd}}, fuse.FOPEN_KEEP_CACHE, 0
+	}
+	return &roFile{fd}, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// Flush: nothing to flush; ENOSYS stops the kernel from sending FLUSH on
+// every close.
+func (n *storeNode) Flush(ctx context.Context, f gofs.FileHandle) syscall.Errno {
+	return syscall.ENOSYS
+}
+
+// OpendirHandle opens a store directory for listing.
+func (n *storeNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	fd, err := syscall.Open(n.path, syscall.O_DIRECTORY|syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, 0, gofs.ToErrno(err)
+	}
+	ds, errno := gofs.NewLoopbackDirStreamFd(fd)
+	if errno != 0 {
+		syscall.Close(fd)
+		return nil, 0, errno
+	}
+	return ds, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_CACHE_DIR, 0
+}
+
+// nixXattrs returns the user.nix.* attributes of a top-level store path.
+func (n *storeNode) nixXattrs() map[string][]byte {
+	if !n.top {
+		return nil
+	}
+	s := n.v.state.Load()
+	i, ok := s.index[filepath.Base(n.path)]
+	if !ok {
+		return nil
+	}
+	p := s.closure.Paths[i]
+	return map[string][]byte{
+		XattrNarHash:    []byte(closure.FormatHash(p.NarHash, closure.HashBase32, true)),
+		XattrNarSize:    []byte(strconv.FormatUint(p.NarSize, 10)),
+		XattrReferences: []byte(strings.Join(p.References, "\n")),
+		XattrReferrers:  []byte(strings.Join(s.referrers[i], "\n")),
+	}
+}
+
+// Getxattr returns a user.nix.* attribute, or the store file's own.
+func (n *storeNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if v, ok := n.nixXattrs()[attr]; ok {
+		return copyOut(dest, v)
+	}
+	sz, err := unix.Lgetxattr(n.path, attr, dest)
+	if err != nil {
+		return 0, gofs.ToErrno(err)
+	}
+	return uint32(sz), 0
+}
+
+// Listxattr lists the user.nix.* attributes and the store file's own.
+func (n *storeNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	var b []byte
+	if xs := n.nixXattrs(); xs != nil {
+		for _, k := range []string{XattrNarHash, XattrNarSize, XattrReferences, XattrReferrers} {
+			b = append(append(b, k...), 0)
+		}
+	}
+	if sz, err := unix.Llistxattr(n.path, nil); err == nil && sz > 0 {
+		own := make([]byte, sz)
+		if sz, err = unix.Llistxattr(n.path, own); err == nil {
+			b = append(b, bytes.TrimRight(own[:sz], "\x00")...)
+			b = append(b, 0)
+		}
+	}
+	return copyOut(dest, b)
+}
+
+// Statfs reports the store's file system.
+func (n *storeNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	return statfs(n.v.opts.StoreDir, out)
+}
