@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"io/fs"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -46,6 +47,10 @@ type rdInode struct {
 	// extent once.
 	lastMu sync.Mutex
 	last   rdExtent
+
+	// parentOK is 1 + the nid of the directory whose entry for this
+	// directory was checked against its "..".
+	parentOK atomic.Uint64
 }
 
 // dataPos is the byte offset just after the inode and its inline xattrs.
