@@ -361,7 +361,6 @@ type rdImageCase struct {
 
 var rdImageCases = []rdImageCase{
 	{name: "plain", args: []string{"-x1"}},
-	{name: "lz4", args: []string{"-zlz4", "-x1"}, algs: []string{"lz4"}},
 	{name: "lz4hc", args: []string{"-zlz4hc", "-x1"}, algs: []string{"lz4"}},
 	{name: "lz4hc-ztail", args: []string{"-zlz4hc", "-Eztailpacking"}, feats: []string{"ztailpacking"}},
 	{name: "lz4hc-bigpcluster", args: []string{"-zlz4hc", "-C65536"}, feats: []string{"compr_cfgs,big_pcluster"}},
@@ -373,13 +372,11 @@ var rdImageCases = []rdImageCase{
 	{name: "zstd", newer: true, args: []string{"-zzstd", "-C65536"}, algs: []string{"zstd"}},
 	{name: "lzma-bigpcluster-ztail", newer: true, args: []string{"-zlzma,level=6", "-C65536", "-Eztailpacking"}, algs: []string{"lzma"}},
 	{name: "deflate", newer: true, args: []string{"-zdeflate"}, algs: []string{"deflate"}},
-	{name: "lz4hc-fragments", newer: true, args: []string{"-zlz4hc", "-Efragments", "-Eztailpacking"}, feats: []string{"fragments,dedupe"}},
 	{name: "lz4hc-all-fragments-dedupe", newer: true, args: []string{"-zlz4hc", "-Eall-fragments", "-Ededupe", "-C32768"}},
 	{name: "lz4-dedupe", newer: true, args: []string{"-zlz4", "-Ededupe", "-C65536"}},
 	{name: "zstd-lz4-compressed-dirs", newer: true, args: []string{"-zzstd:lz4hc", "--zD=1", "-Eztailpacking"}},
-	{name: "microvm", newer: true, args: []string{"-zlz4hc", "-Eztailpacking", "-Efragments", "--all-root", "-Lnix-store"}},
+	{name: "microvm", newer: true, args: []string{"-zlz4hc", "-Eztailpacking", "-Efragments", "--all-root", "-Lnix-store"}, feats: []string{"fragments,dedupe"}},
 	{name: "xattr-prefixes-filter", newer: true, args: []string{"-x1", "-Exattr-name-filter", "--xattr-prefix=user.sh", "--xattr-prefix=trusted.overlay."}, feats: []string{"xattr_prefixes"}},
-	{name: "48bit", newer: true, args: []string{"-E48bit"}, feats: []string{"48bit"}},
 	{name: "48bit-lz4hc-ztail-fragments", newer: true, args: []string{"-zlz4hc", "-E48bit", "-Eztailpacking", "-Efragments"}, feats: []string{"48bit"}},
 	{name: "48bit-zstd-dedupe", newer: true, args: []string{"-zzstd", "-E48bit", "-Ededupe", "-C65536"}, feats: []string{"48bit"}},
 	{name: "blocksize-1k", newer: true, args: []string{"-b1024", "-zlz4hc", "-Eztailpacking"}},
