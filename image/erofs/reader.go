@@ -221,8 +221,8 @@ func (rd *Reader) verifyChecksum() error {
 		n -= SuperOffset
 	}
 	blk := make([]byte, n)
-	if _, err := rd.r.ReadAt(blk, SuperOffset); err != nil {
-		return fmt.Errorf("reading superblock for its checksum: %w", err)
+	if err := rd.readFull(blk, SuperOffset); err != nil {
+		return fmt.Errorf("image truncated: superblock block: %w", err)
 	}
 	if got := SuperChecksum(blk); got != rd.sb.Checksum {
 		return corruptf("superblock checksum %#08x, computed %#08x", rd.sb.Checksum, got)
