@@ -258,8 +258,10 @@ func (c *compressor) finishCompressed(wr *Writer, fs *fileState, h io.Writer) er
 	var tail []byte
 	var fragOff int64 = -1
 	if lastE.fragment {
-		fragOff = int64(len(wr.packedData))
-		wr.packedData = append(wr.packedData, fs.pending...)
+		fragOff = wr.packedSize
+		if err := wr.addFragment(fs.pending); err != nil {
+			return err
+		}
 		fs.pending = nil
 		lastE.blocks = 0
 		wr.incompat |= FeatureIncompatFragments
