@@ -56,9 +56,12 @@ run() {
 common="-T 0 --all-root"
 run "uncompressed" "$common" "-T 0 --all-root -L nix-store"
 run "-zlz4hc" "-zlz4hc $common" "-zlz4hc -T 0 --all-root -L nix-store"
-# microvm.nix uses -zlz4hc -Eztailpacking -Efragments; Debian's mkfs.erofs 1.5
-# and closurefs both lack fragments, so both run without it.
 run "-zlz4hc -Eztailpacking" "-zlz4hc -Eztailpacking $common" "-zlz4hc -Eztailpacking -T 0 --all-root -L nix-store"
+# microvm.nix's flags add -Efragments, which Debian's mkfs.erofs 1.5 lacks:
+# closurefs runs with it, mkfs.erofs without (set MKFS to a newer one).
+frag=""
+if "$mkfs" --help 2>&1 | grep -q fragments; then frag="-Efragments"; fi
+run "microvm (-Efragments: closurefs only)" "-zlz4hc -Eztailpacking $frag $common" "-zlz4hc -Eztailpacking -Efragments -T 0 --all-root -L nix-store"
 run "-zlz4hc -Eztailpacking -C65536" "-zlz4hc -Eztailpacking -C65536 $common" "-zlz4hc -Eztailpacking -C65536 -T 0 --all-root -L nix-store"
 echo
 echo "t-ratio: closurefs time / mkfs.erofs time; s-ratio: closurefs size / mkfs.erofs size (lower is better)"

@@ -55,6 +55,21 @@ type ReaderOptions struct {
 
 // Reader reads an EROFS image. It implements image.FS and image.XattrFS
 // and is safe for concurrent use.
+//
+// It reads what mkfs.erofs writes: uncompressed (FLAT_PLAIN, FLAT_INLINE),
+// chunk-based and compressed files (lz4, MicroLZMA, deflate, zstd; full and
+// compact lcluster indexes or extent records, big pclusters, ztailpacking,
+// fragments, dedupe, interlaced pclusters), compressed directories, inline
+// and shared xattrs with long name prefixes, and the 48-bit layout. Extra
+// devices and metadata compression (metabox) are reported as unsupported.
+//
+// Names are looked up by binary search over the directory blocks.
+// Relative symlinks are followed by Open and Stat (as fstest.MapFS does);
+// absolute targets are outside the image and give an error. Inode numbers
+// are nids, as the kernel reports them. Decoded pclusters are kept in a
+// bounded cache shared by all files. Every offset, length and count read
+// from the image is checked, and walks that would loop are reported as
+// errors wrapping ErrCorrupt.
 type Reader struct {
 	r        io.ReaderAt
 	size     int64 // bytes of the image addressable by block numbers
@@ -206,8 +221,8 @@ func (rd *Reader) verifyChecksum() error {
 		n -= SuperOffset
 	}
 	blk := make([]byte, n)
-	if _, err := rd.r.ReadAt(blk, SuperOffset); err != nil {
-		return fmt.Errorf("reading superblock for its checksum: %w", err)
+	if err := rd.readFull(blk, SuperOffset); err != nil {
+		return fmt.Errorf("image truncated: superblock block: %w", err)
 	}
 	if got := SuperChecksum(blk); got != rd.sb.Checksum {
 		return corruptf("superblock checksum %#08x, computed %#08x", rd.sb.Checksum, got)

@@ -103,3 +103,30 @@ func BenchmarkReadImage(b *testing.B) {
 		b.SetBytes(size)
 	})
 }
+
+// BenchmarkLstat resolves paths the way a FUSE lookup does: from the root,
+// by binary search in each directory (here one of 700 entries).
+func BenchmarkLstat(b *testing.B) {
+	bin, err := exec.LookPath("mkfs.erofs")
+	if err != nil {
+		b.Skip("mkfs.erofs not installed")
+	}
+	src := rdTestTree(b)
+	img := rdMkfs(b, bin, src, "-zlz4hc")
+	fh, err := os.Open(img)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer fh.Close()
+	rd, err := Open(fh)
+	if err != nil {
+		b.Fatal(err)
+	}
+	names := []string{"many/entry-0500-" + strings.Repeat("x", 500%40), "sub/deeper/deepest/file", "sub/deeper", "small.txt"}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := rd.Lstat(names[i%len(names)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

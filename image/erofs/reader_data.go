@@ -61,11 +61,17 @@ func (rd *Reader) readAt(in *rdInode, p []byte, off int64) (int, error) {
 				return n, err
 			}
 		case extPcluster:
-			buf, err := rd.pcluster(in, &e)
+			var whole []byte
+			if off == e.la && int64(k) == e.llen {
+				whole = dst // the read takes the whole extent
+			}
+			buf, err := rd.pcluster(in, &e, whole)
 			if err != nil {
 				return n, err
 			}
-			copy(dst, buf[off-e.la:])
+			if whole == nil || &buf[0] != &dst[0] {
+				copy(dst, buf[off-e.la:])
+			}
 		}
 		n += k
 		off += int64(k)

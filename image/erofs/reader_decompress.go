@@ -22,7 +22,9 @@ type rdPclusterKey struct {
 }
 
 // pcluster returns the decoded data of e (e.llen bytes), through the cache.
-func (rd *Reader) pcluster(in *rdInode, e *rdExtent) ([]byte, error) {
+// If dst is not nil (len(dst) == e.llen) and the pcluster is not cached,
+// it is decoded straight into dst and not cached: the caller reads it whole.
+func (rd *Reader) pcluster(in *rdInode, e *rdExtent, dst []byte) ([]byte, error) {
 	key := rdPclusterKey{pa: e.pa, plen: e.plen, llen: e.llen, alg: e.alg}
 	if e.alg == algInterlaced {
 		key.skew = e.la & (rd.blkSize - 1)
@@ -42,11 +44,16 @@ func (rd *Reader) pcluster(in *rdInode, e *rdExtent) ([]byte, error) {
 	if err := rd.readFull(raw, e.pa); err != nil {
 		return nil, err
 	}
-	out, err := rd.decode(e, raw)
-	if err != nil {
+	out := dst
+	if out == nil {
+		out = make([]byte, e.llen)
+	}
+	if err := rd.decode(e, raw, out); err != nil {
 		return nil, fmt.Errorf("nid %d: pcluster at byte %d (%s, %d -> %d bytes): %w", in.nid, e.pa, rdAlgLabel(e.alg), e.plen, e.llen, err)
 	}
-	rd.pclusters.put(key, out)
+	if dst == nil {
+		rd.pclusters.put(key, out)
+	}
 	return out, nil
 }
 
@@ -61,27 +68,26 @@ func rdAlgLabel(alg int) string {
 }
 
 // decode decodes the raw pcluster bytes of e into e.llen bytes.
-func (rd *Reader) decode(e *rdExtent, raw []byte) ([]byte, error) {
-	out := make([]byte, e.llen)
+func (rd *Reader) decode(e *rdExtent, raw, out []byte) error {
 	switch e.alg {
 	case algShifted:
 		if int64(len(raw)) < e.llen {
-			return nil, corruptf("uncompressed pcluster too short")
+			return corruptf("uncompressed pcluster too short")
 		}
 		copy(out, raw)
-		return out, nil
+		return nil
 	case algInterlaced:
 		if int64(len(raw)) > rd.blkSize || int64(len(raw)) < e.llen {
-			return nil, corruptf("interlaced pcluster of %d bytes", len(raw))
+			return corruptf("interlaced pcluster of %d bytes", len(raw))
 		}
 		skip := e.la & (rd.blkSize - 1)
 		right := min(rd.blkSize-skip, e.llen)
 		if skip+right > int64(len(raw)) {
-			return nil, corruptf("interlaced pcluster of %d bytes", len(raw))
+			return corruptf("interlaced pcluster of %d bytes", len(raw))
 		}
 		copy(out, raw[skip:skip+right])
 		copy(out[right:], raw[:e.llen-right])
-		return out, nil
+		return nil
 	}
 	src := raw
 	if e.alg != AlgLZ4 || rd.incompat&FeatureIncompatZeroPadding != 0 {
@@ -90,35 +96,32 @@ func (rd *Reader) decode(e *rdExtent, raw []byte) ([]byte, error) {
 			i++
 		}
 		if i == len(src) {
-			return nil, corruptf("pcluster holds only zeros")
+			return corruptf("pcluster holds only zeros")
 		}
 		src = src[i:]
 	}
 	switch e.alg {
 	case AlgLZ4:
-		if err := lz4Decode(out, src, e.partial || rd.incompat&FeatureIncompatZeroPadding == 0); err != nil {
-			return nil, err
-		}
-		return out, nil
+		return lz4Decode(out, src, e.partial || rd.incompat&FeatureIncompatZeroPadding == 0)
 	case AlgDeflate:
 		if e.partial {
-			return out, rdReadPrefix(out, flate.NewReader(bytes.NewReader(src)))
+			return rdReadPrefix(out, flate.NewReader(bytes.NewReader(src)))
 		}
 		return rd.decodeCodec("deflate", out, src)
 	case AlgZstd:
 		if e.partial {
 			d, err := zstd.NewReader(bytes.NewReader(src), zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(rdMaxExtentSize))
 			if err != nil {
-				return nil, err
+				return err
 			}
 			defer d.Close()
-			return out, rdReadPrefix(out, d)
+			return rdReadPrefix(out, d)
 		}
 		return rd.decodeCodec("zstd", out, src)
 	case AlgLZMA:
-		return out, decodeMicroLZMA(out, src)
+		return decodeMicroLZMA(out, src)
 	}
-	return nil, fmt.Errorf("unsupported algorithm %d", e.alg)
+	return fmt.Errorf("unsupported algorithm %d", e.alg)
 }
 
 // rdReadPrefix fills out from r, the decoder of a partially referenced
@@ -130,22 +133,25 @@ func rdReadPrefix(out []byte, r io.Reader) error {
 	return nil
 }
 
-func (rd *Reader) decodeCodec(name string, out, src []byte) ([]byte, error) {
+func (rd *Reader) decodeCodec(name string, out, src []byte) error {
 	c, err := rd.codec(name)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	got, err := c.Decompress(out[:0], src, len(out))
 	if err != nil {
 		if errors.Is(err, codec.ErrTooLarge) {
-			return nil, corruptf("decodes to more than %d bytes", len(out))
+			return corruptf("decodes to more than %d bytes", len(out))
 		}
-		return nil, corruptf("%v", err)
+		return corruptf("%v", err)
 	}
 	if len(got) != len(out) {
-		return nil, corruptf("decodes to %d bytes, want %d", len(got), len(out))
+		return corruptf("decodes to %d bytes, want %d", len(got), len(out))
 	}
-	return got, nil
+	if len(got) > 0 && &got[0] != &out[0] {
+		copy(out, got)
+	}
+	return nil
 }
 
 func (rd *Reader) codec(name string) (codec.Codec, error) {

@@ -131,6 +131,9 @@ func (rd *Reader) checkParent(parent, child *rdInode) error {
 	if child.nid == parent.nid || child.nid == rd.rootNid {
 		return corruptf("directory loop: nid %d inside nid %d", child.nid, parent.nid)
 	}
+	if child.parentOK.Load() == parent.nid+1 {
+		return nil
+	}
 	e, err := rd.lookup(child, "..")
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -141,6 +144,7 @@ func (rd *Reader) checkParent(parent, child *rdInode) error {
 	if e.nid != parent.nid {
 		return corruptf("directory nid %d inside nid %d has .. = %d (a directory loop or hard-linked directory)", child.nid, parent.nid, e.nid)
 	}
+	child.parentOK.Store(parent.nid + 1)
 	return nil
 }
 

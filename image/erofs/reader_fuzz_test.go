@@ -10,6 +10,8 @@ import (
 	"path"
 	"path/filepath"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // rdFixChecksum recomputes the superblock checksum of img in place so
@@ -55,6 +57,8 @@ func rdFuzzSeedsT(f testing.TB) [][]byte {
 		os.WriteFile(p, []byte(data), 0o644)
 	}
 	os.Symlink("d/b", filepath.Join(src, "l"))
+	unix.Lsetxattr(filepath.Join(src, "a"), "user.long.name", []byte("value"), 0)
+	unix.Lsetxattr(filepath.Join(src, "d"), "user.other", []byte("v2"), 0)
 	var out [][]byte
 	for i, args := range [][]string{
 		{"-x1"},
@@ -77,6 +81,30 @@ func rdFuzzSeedsT(f testing.TB) [][]byte {
 		}
 		if b, err := os.ReadFile(img); err == nil {
 			out = append(out, b)
+		}
+	}
+	// A newer mkfs.erofs adds the other algorithms and layouts.
+	newer := os.Getenv("EROFS_MKFS_NEW")
+	if newer == "" {
+		newer = "/tmp/mkfs.erofs-new"
+	}
+	if _, err := os.Stat(newer); err == nil {
+		for _, args := range [][]string{
+			{"-zzstd", "-Eztailpacking"},
+			{"-zdeflate", "-C8192"},
+			{"-zlzma"},
+			{"-zlz4hc", "-Efragments", "-Ededupe"},
+			{"-zlz4", "-E48bit", "-Eztailpacking"},
+			{"-x1", "--xattr-prefix=user.long."},
+		} {
+			img := filepath.Join(f.TempDir(), "seed.img")
+			a := append(append([]string{"-T0", "-d0", "-b1024"}, args...), img, src)
+			if exec.Command(newer, a...).Run() != nil {
+				continue
+			}
+			if b, err := os.ReadFile(img); err == nil {
+				out = append(out, b)
+			}
 		}
 	}
 	return out

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"io/fs"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -46,6 +47,10 @@ type rdInode struct {
 	// extent once.
 	lastMu sync.Mutex
 	last   rdExtent
+
+	// parentOK is 1 + the nid of the directory whose entry for this
+	// directory was checked against its "..".
+	parentOK atomic.Uint64
 }
 
 // dataPos is the byte offset just after the inode and its inline xattrs.
@@ -84,8 +89,8 @@ func (in *rdInode) fileMode() fs.FileMode {
 	return m
 }
 
-// imageInode returns the image.Inode of in. Inode numbers are nids
-// (plus one, so that nid 0 does not give inode number 0).
+// imageInode returns the image.Inode of in. Inode numbers are nids, as
+// the kernel reports them (st_ino of a mounted image).
 func (in *rdInode) imageInode() *image.Inode {
 	var rdev uint64
 	if in.mode&syscall.S_IFMT == syscall.S_IFCHR || in.mode&syscall.S_IFMT == syscall.S_IFBLK {
@@ -94,7 +99,7 @@ func (in *rdInode) imageInode() *image.Inode {
 		rdev = major<<8 | minor&0xff | (minor&^0xff)<<12
 	}
 	return &image.Inode{
-		Ino:   in.nid + 1,
+		Ino:   in.nid,
 		Nlink: in.nlink,
 		UID:   in.uid,
 		GID:   in.gid,

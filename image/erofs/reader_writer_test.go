@@ -24,7 +24,6 @@ func TestReadOwnImages(t *testing.T) {
 		{Compressor: "lz4hc", Ztailpacking: true},
 		{Compressor: "lz4", PclusterSize: 65536, FullIndexes: true},
 		{Compressor: "zstd", PclusterSize: 16384, Ztailpacking: true},
-		{Compressor: "deflate"},
 	} {
 		t.Run(fmt.Sprintf("%s-C%d-ztail=%v-full=%v", o.Compressor, o.PclusterSize, o.Ztailpacking, o.FullIndexes), func(t *testing.T) {
 			img := filepath.Join(t.TempDir(), "own.erofs")

@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"math/bits"
+	"os"
 	"sort"
 	"strings"
 
@@ -75,8 +76,10 @@ type Writer struct {
 	hash    [32]byte
 	dataEnd uint32 // next free block of the data area
 	packed  *inode // packed inode (fragments), nil if none
-	// packedData collects the fragments while files are written.
-	packedData []byte
+	// packedFile collects the fragments while files are written: a
+	// temporary file, so that memory does not grow with the tails.
+	packedFile *os.File
+	packedSize int64
 	incompat   uint32
 	algs       uint16
 	cfgs       []byte // compression config records
@@ -166,6 +169,7 @@ func (wr *Writer) Write(ctx context.Context, t *image.Tree) error {
 	if err := wr.collect(t); err != nil {
 		return err
 	}
+	defer wr.closePacked()
 	wr.setupSuper()
 	h := sha256.New()
 	// Data area right after the superblock block(s).
@@ -751,4 +755,29 @@ func (wr *Writer) writeAt(b []byte, off int64) error {
 		return fmt.Errorf("erofs: write: %w", err)
 	}
 	return nil
+}
+
+// addFragment appends a file's tail to the packed inode's data.
+func (wr *Writer) addFragment(b []byte) error {
+	if wr.packedFile == nil {
+		f, err := os.CreateTemp("", "closurefs-erofs-packed-*")
+		if err != nil {
+			return fmt.Errorf("erofs: fragments: %w", err)
+		}
+		wr.packedFile = f
+	}
+	if _, err := wr.packedFile.Write(b); err != nil {
+		return fmt.Errorf("erofs: fragments: %w", err)
+	}
+	wr.packedSize += int64(len(b))
+	return nil
+}
+
+// closePacked removes the fragments' temporary file.
+func (wr *Writer) closePacked() {
+	if wr.packedFile != nil {
+		wr.packedFile.Close()
+		os.Remove(wr.packedFile.Name())
+		wr.packedFile = nil
+	}
 }

@@ -170,6 +170,15 @@ func (c *compressor) compressSegment(src []byte, off int64, last, frags bool) ([
 // compression ratio estimate.
 func (c *compressor) fit(dst, src []byte, capBytes int, ratio float64) ([]byte, int, float64, error) {
 	guess := int(float64(capBytes)*ratio*1.15) + 256
+	if c.alg == AlgLZ4 && c.hcLevel != 0 {
+		e, _ := c.hcPool.Get().(*lz4.Encoder)
+		if e == nil {
+			e = lz4.Level(c.hcLevel)
+		}
+		out, used := e.EncodeLimit(dst[:0], src, capBytes)
+		c.hcPool.Put(e)
+		return out, used, ratio, nil
+	}
 	if c.alg == AlgLZ4 {
 		for {
 			l := min(len(src), guess)
@@ -184,7 +193,7 @@ func (c *compressor) fit(dst, src []byte, capBytes int, ratio float64) ([]byte, 
 				guess = l * 2
 				continue
 			}
-			t, used := lz4Truncate(out, src[:l], capBytes)
+			t, used := lz4.Truncate(out, src[:l], capBytes)
 			if used == 0 {
 				return out[:0], 0, ratio, nil
 			}
@@ -240,98 +249,6 @@ func (c *compressor) lz4(dst, src []byte) ([]byte, error) {
 	return out, nil
 }
 
-// lz4Truncate cuts a raw LZ4 block (which decodes to more input than fits)
-// after the last sequence that leaves room for a final literal run, within
-// capBytes, and appends that run. It returns the new block and the input
-// length it decodes to (0 if no cut point exists).
-func lz4Truncate(blk, src []byte, capBytes int) ([]byte, int) {
-	type seq struct{ cend, iend, mstart int }
-	var seqs []seq
-	ip, op := 0, 0
-	for ip < len(blk) {
-		tok := blk[ip]
-		ip++
-		ll := int(tok >> 4)
-		if ll == 15 {
-			for ip < len(blk) {
-				b := blk[ip]
-				ip++
-				ll += int(b)
-				if b != 255 {
-					break
-				}
-			}
-		}
-		ip += ll
-		op += ll
-		if ip >= len(blk) {
-			break // last literals
-		}
-		ip += 2
-		ml := int(tok&15) + 4
-		if tok&15 == 15 {
-			for ip < len(blk) {
-				b := blk[ip]
-				ip++
-				ml += int(b)
-				if b != 255 {
-					break
-				}
-			}
-		}
-		mstart := op
-		op += ml
-		seqs = append(seqs, seq{ip, op, mstart})
-	}
-	dec := src // the block decodes to src
-	for k := len(seqs) - 1; k >= -1; k-- {
-		cend, iend, mstart := 0, 0, 0
-		if k >= 0 {
-			cend, iend, mstart = seqs[k].cend, seqs[k].iend, seqs[k].mstart
-		}
-		room := capBytes - cend - 1
-		if room <= 0 {
-			continue
-		}
-		avail := len(dec) - iend
-		n := min(avail, room)
-		// Shrink n until its length bytes fit.
-		for n > 0 && n+litExtLen(n) > room {
-			n--
-		}
-		if n < 12 || (k >= 0 && mstart+12 > iend+n) {
-			continue
-		}
-		out := make([]byte, 0, cend+1+litExtLen(n)+n)
-		out = append(out, blk[:cend]...)
-		out = appendLits(out, dec[iend:iend+n])
-		return out, iend + n
-	}
-	return nil, 0
-}
-
-func litExtLen(n int) int {
-	if n < 15 {
-		return 0
-	}
-	return (n-15)/255 + 1
-}
-
-func appendLits(dst, lit []byte) []byte {
-	n := len(lit)
-	if n < 15 {
-		dst = append(dst, byte(n<<4))
-	} else {
-		dst = append(dst, 0xf0)
-		r := n - 15
-		for ; r >= 255; r -= 255 {
-			dst = append(dst, 255)
-		}
-		dst = append(dst, byte(r))
-	}
-	return append(dst, lit...)
-}
-
 // finishCompressed places a compressed file's last pcluster (inline or in
 // a block) and encodes its map header and indexes.
 func (c *compressor) finishCompressed(wr *Writer, fs *fileState, h io.Writer) error {
@@ -341,8 +258,10 @@ func (c *compressor) finishCompressed(wr *Writer, fs *fileState, h io.Writer) er
 	var tail []byte
 	var fragOff int64 = -1
 	if lastE.fragment {
-		fragOff = int64(len(wr.packedData))
-		wr.packedData = append(wr.packedData, fs.pending...)
+		fragOff = wr.packedSize
+		if err := wr.addFragment(fs.pending); err != nil {
+			return err
+		}
 		fs.pending = nil
 		lastE.blocks = 0
 		wr.incompat |= FeatureIncompatFragments

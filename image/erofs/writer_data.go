@@ -112,13 +112,11 @@ func (wr *Writer) writeData(ctx context.Context, h io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if len(wr.packedData) > 0 {
+	if wr.packedSize > 0 {
 		// The packed inode: all fragments, compressed as one file.
-		data := wr.packedData
-		wr.packedData = nil
-		n := &image.Node{Name: "packed_file", Mode: 0o644, Size: int64(len(data)), Data: data, Nlink: 1}
+		n := &image.Node{Name: "packed_file", Mode: 0o644, Size: wr.packedSize, Source: wr.packedFile.Name(), Nlink: 1}
 		in := &inode{n: n, ino: uint32(len(wr.inodes) + 1), nlink: 1, mode: unix.S_IFREG | 0o644,
-			size: uint64(len(data)), mtime: wr.opts.BuildTime}
+			size: uint64(wr.packedSize), mtime: wr.opts.BuildTime}
 		in.extended = in.size > 0xffffffff
 		wr.packed = in
 		wr.inodes = append(wr.inodes, in)

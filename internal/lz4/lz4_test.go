@@ -95,3 +95,31 @@ func BenchmarkEncode(b *testing.B) {
 		}
 	}
 }
+
+// TestEncodeLimit checks the destSize mode: blocks within the limit that
+// decode (with pierrec/lz4) to the prefix they claim, for the lazy and
+// the optimal encoders.
+func TestEncodeLimit(t *testing.T) {
+	for _, lvl := range []int{9, 12} {
+		for i, s := range samples(t) {
+			for _, limit := range []int{20, 100, 4096, 65536} {
+				e := Level(lvl)
+				blk, used := e.EncodeLimit(nil, s, limit)
+				if len(blk) > limit {
+					t.Fatalf("level %d sample %d limit %d: block of %d bytes", lvl, i, limit, len(blk))
+				}
+				if used > len(s) || (used < len(s) && len(blk) < limit-300) {
+					t.Errorf("level %d sample %d limit %d: used %d of %d with a %d-byte block", lvl, i, limit, used, len(s), len(blk))
+				}
+				out := make([]byte, used+16)
+				n, err := plz4.UncompressBlock(blk, out)
+				if used == 0 {
+					continue
+				}
+				if err != nil || !bytes.Equal(out[:n], s[:used]) {
+					t.Fatalf("level %d sample %d limit %d: round trip of %d bytes failed: %v (n=%d)", lvl, i, limit, used, err, n)
+				}
+			}
+		}
+	}
+}
