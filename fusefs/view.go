@@ -99,6 +99,14 @@ func NewView(opts ViewOptions) (*View, error) {
 	v := &View{opts: opts, roots: slices.Clone(opts.Roots), stop: make(chan struct{}), done: make(chan struct{}), rootDev: st.Dev}
 	v.root = &viewRoot{v: v}
 	v.passthrough.Store(!opts.NoPassthrough)
+	// At the start every root must lead to an existing store path; later
+	// a dangling root just leaves the view (until it leads somewhere).
+	rs, _ := v.resolveRoots(v.roots)
+	for _, r := range rs {
+		if r.Error != "" {
+			return nil, fmt.Errorf("root %s: %s", r.Arg, r.Error)
+		}
+	}
 	s, err := v.compute(v.roots, 0)
 	if err != nil {
 		return nil, err
