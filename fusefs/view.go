@@ -537,18 +537,64 @@ func (n *storeNode) Flush(ctx context.Context, f gofs.FileHandle) syscall.Errno 
 	return syscall.ENOSYS
 }
 
-// OpendirHandle opens a store directory for listing.
+// OpendirHandle opens a store directory for listing. The directory itself
+// is opened on the first READDIR only: once the kernel has cached a
+// listing, an opendir costs no system call here.
 func (n *storeNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	fd, err := syscall.Open(n.path, syscall.O_DIRECTORY|syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, 0, gofs.ToErrno(err)
+	return &storeDir{path: n.path}, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_CACHE_DIR, 0
+}
+
+// storeDir is an open store directory, listed with getdents.
+type storeDir struct {
+	path string
+	ds   gofs.DirStream // nil until the first READDIR
+}
+
+var (
+	_ gofs.FileReaddirenter = (*storeDir)(nil)
+	_ gofs.FileSeekdirer    = (*storeDir)(nil)
+	_ gofs.FileReleasedirer = (*storeDir)(nil)
+)
+
+func (d *storeDir) stream() (gofs.DirStream, syscall.Errno) {
+	if d.ds == nil {
+		fd, err := syscall.Open(d.path, syscall.O_DIRECTORY|syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, gofs.ToErrno(err)
+		}
+		ds, errno := gofs.NewLoopbackDirStreamFd(fd)
+		if errno != 0 {
+			syscall.Close(fd)
+			return nil, errno
+		}
+		d.ds = ds
 	}
-	ds, errno := gofs.NewLoopbackDirStreamFd(fd)
+	return d.ds, 0
+}
+
+// Readdirent returns the next entry.
+func (d *storeDir) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	ds, errno := d.stream()
 	if errno != 0 {
-		syscall.Close(fd)
-		return nil, 0, errno
+		return nil, errno
 	}
-	return ds, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_CACHE_DIR, 0
+	return ds.(gofs.FileReaddirenter).Readdirent(ctx)
+}
+
+// Seekdir moves to an offset Readdirent returned.
+func (d *storeDir) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	ds, errno := d.stream()
+	if errno != 0 {
+		return errno
+	}
+	return ds.(gofs.FileSeekdirer).Seekdir(ctx, off)
+}
+
+// Releasedir closes the directory.
+func (d *storeDir) Releasedir(ctx context.Context, flags uint32) {
+	if d.ds != nil {
+		d.ds.Close()
+	}
 }
 
 // nixXattrs returns the user.nix.* attributes of a top-level store path.
