@@ -28,12 +28,14 @@ if [ -z "$root" ]; then
 	root=$(go run ./integration/cmd/mkfixture -size bench -json | sed -n 's/.*"root": "\(.*\)".*/\1/p' | head -1)
 fi
 work=$(mktemp -d /var/tmp/bench-fuse.XXXXXX)
-mounts=()
 cleanup() {
-	for m in "${mounts[@]}"; do
-		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+	local m
+	for m in "$work"/mnt.*; do
+		if mountpoint -q "$m"; then
+			umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+		fi
 	done
-	rm -rf "$work"
+	rm -rf --one-file-system "$work"
 }
 trap cleanup EXIT
 
@@ -86,7 +88,6 @@ ratios() {
 mnt() {
 	local d=$work/mnt.$1
 	mkdir -p "$d"
-	mounts+=("$d")
 	echo "$d"
 }
 
@@ -115,7 +116,10 @@ m=$(mnt sq-cf)
 measure sq-closurefs "$m"
 umount "$m"
 m=$(mnt sq-squashfuse)
-squashfuse "$sq" "$m"
+sqfuse=squashfuse_ll # the faster, low-level squashfuse
+command -v $sqfuse >/dev/null || sqfuse=squashfuse
+$sqfuse "$sq" "$m"
+echo "  squashfuse: $sqfuse"
 measure sq-squashfuse "$m"
 umount "$m"
 m=$(mnt sq-kernel)
