@@ -309,7 +309,7 @@ func parseLegacyGraph(r io.Reader, name, storeDir string) ([]PathInfo, error) {
 		}
 		seen[path] = lr.line
 		info := PathInfo{Path: path}
-		s, err := lr.need("the deriver of " + path)
+		s, err := lr.need("the deriver of %s", path)
 		if err != nil {
 			return nil, err
 		}
@@ -319,7 +319,7 @@ func parseLegacyGraph(r io.Reader, name, storeDir string) ([]PathInfo, error) {
 			}
 		}
 		info.Deriver = s
-		if s, err = lr.need("the reference count of " + path); err != nil {
+		if s, err = lr.need("the reference count of %s", path); err != nil {
 			return nil, err
 		}
 		n, err := parseCount(s, 31)
@@ -327,7 +327,7 @@ func parseLegacyGraph(r io.Reader, name, storeDir string) ([]PathInfo, error) {
 			return nil, lr.errorf("reference count of %s: %v", path, err)
 		}
 		for i := uint64(0); i < n; i++ {
-			ref, err := lr.need(fmt.Sprintf("reference %d of %d of %s", i+1, n, path))
+			ref, err := lr.need("reference %d of %d of %s", i+1, n, path)
 			if err != nil {
 				return nil, err
 			}

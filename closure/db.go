@@ -153,7 +153,7 @@ func (d *DB) Resolve(roots []string) (*Closure, error) {
 }
 
 func (d *DB) errorf(format string, args ...any) error {
-	return fmt.Errorf("Nix database %s: %w", d.path, fmt.Errorf(format, args...))
+	return fmt.Errorf("reading the Nix database %s: %w", d.path, fmt.Errorf(format, args...))
 }
 
 // jsonStrings encodes ss as a JSON array of strings.

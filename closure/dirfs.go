@@ -45,10 +45,18 @@ func (d DirFS) join(op, name string) (string, error) {
 	if !validName(name) {
 		return "", &fs.PathError{Op: op, Path: name, Err: fs.ErrInvalid}
 	}
-	if name == "." {
-		return string(d), nil
+	return joinDir(string(d), name), nil
+}
+
+// joinDir joins a directory and a valid relative name.
+func joinDir(dir, name string) string {
+	switch {
+	case name == ".":
+		return dir
+	case strings.HasSuffix(dir, "/"):
+		return dir + name
 	}
-	return string(d) + "/" + name, nil
+	return dir + "/" + name
 }
 
 // Open opens the named file.

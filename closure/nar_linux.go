@@ -25,10 +25,7 @@ func (e *narEncoder) dumpDirFS(dir DirFS, name string) error {
 	if !validName(name) {
 		return &fs.PathError{Op: "open", Path: name, Err: fs.ErrInvalid}
 	}
-	full := string(dir)
-	if name != "." {
-		full += "/" + name
-	}
+	full := joinDir(string(dir), name)
 	var st unix.Stat_t
 	if err := unix.Lstat(full, &st); err != nil {
 		return &fs.PathError{Op: "lstat", Path: full, Err: err}
@@ -38,7 +35,7 @@ func (e *narEncoder) dumpDirFS(dir DirFS, name string) error {
 	}
 	parent, base := string(dir), name
 	if i := strings.LastIndexByte(name, '/'); i >= 0 {
-		parent, base = parent+"/"+name[:i], name[i+1:]
+		parent, base = joinDir(parent, name[:i]), name[i+1:]
 	}
 	if name == "." {
 		parent, base = full, "."
@@ -60,28 +57,28 @@ func (e *narEncoder) nodeAt(dirfd int, dirPath, name string, typ uint32) error {
 	case unix.S_IFLNK:
 		target, err := readlinkat(dirfd, name)
 		if err != nil {
-			return &fs.PathError{Op: "readlink", Path: dirPath + "/" + name, Err: err}
+			return &fs.PathError{Op: "readlink", Path: joinDir(dirPath, name), Err: err}
 		}
 		return e.strs("(", "type", "symlink", "target", target, ")")
 	case unix.S_IFDIR:
 		return e.dirAt(dirfd, dirPath, name)
 	default:
-		return fmt.Errorf("%s/%s: unsupported file type %#o", dirPath, name, typ)
+		return fmt.Errorf("%s: unsupported file type %#o", joinDir(dirPath, name), typ)
 	}
 }
 
 func (e *narEncoder) regularAt(dirfd int, dirPath, name string) error {
 	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return &fs.PathError{Op: "open", Path: dirPath + "/" + name, Err: err}
+		return &fs.PathError{Op: "open", Path: joinDir(dirPath, name), Err: err}
 	}
 	defer unix.Close(fd)
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return &fs.PathError{Op: "fstat", Path: dirPath + "/" + name, Err: err}
+		return &fs.PathError{Op: "fstat", Path: joinDir(dirPath, name), Err: err}
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return fmt.Errorf("%s/%s: changed type while being read", dirPath, name)
+		return fmt.Errorf("%s: changed type while being read", joinDir(dirPath, name))
 	}
 	if err := e.strs("(", "type", "regular"); err != nil {
 		return err
@@ -116,10 +113,10 @@ func (e *narEncoder) regularAt(dirfd int, dirPath, name string) error {
 			continue
 		}
 		if err != nil {
-			return &fs.PathError{Op: "read", Path: dirPath + "/" + name, Err: err}
+			return &fs.PathError{Op: "read", Path: joinDir(dirPath, name), Err: err}
 		}
 		if r == 0 {
-			return fmt.Errorf("%s/%s: file shrank while being read (%d bytes missing)", dirPath, name, left)
+			return fmt.Errorf("%s: file shrank while being read (%d bytes missing)", joinDir(dirPath, name), left)
 		}
 		e.n += r
 		left -= int64(r)
@@ -137,10 +134,7 @@ type dirent struct {
 }
 
 func (e *narEncoder) dirAt(dirfd int, dirPath, name string) error {
-	path := dirPath + "/" + name
-	if name == "." {
-		path = dirPath
-	}
+	path := joinDir(dirPath, name)
 	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return &fs.PathError{Op: "open", Path: path, Err: err}
@@ -158,7 +152,7 @@ func (e *narEncoder) dirAt(dirfd int, dirPath, name string) error {
 		if typ == 0 {
 			var st unix.Stat_t
 			if err := unix.Fstatat(fd, ent.name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-				return &fs.PathError{Op: "lstat", Path: path + "/" + ent.name, Err: err}
+				return &fs.PathError{Op: "lstat", Path: joinDir(path, ent.name), Err: err}
 			}
 			typ = st.Mode & unix.S_IFMT
 		}

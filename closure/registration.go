@@ -65,11 +65,12 @@ func (lr *lineReader) errorf(format string, args ...any) error {
 	return &ParseError{File: lr.file, Line: lr.line, Err: fmt.Errorf(format, args...)}
 }
 
-// need reads a line that must be there, describing it in the error.
-func (lr *lineReader) need(what string) (string, error) {
+// need reads a line that must be there, describing it (formatted only on
+// error) as what and args.
+func (lr *lineReader) need(what string, args ...any) (string, error) {
 	s, err := lr.next()
 	if err == io.EOF {
-		return "", lr.errorf("truncated record: end of file, expected %s", what)
+		return "", lr.errorf("truncated record: end of file, expected %s", fmt.Sprintf(what, args...))
 	}
 	return s, err
 }
@@ -122,20 +123,20 @@ func ParseRegistration(r io.Reader, name, storeDir string) ([]PathInfo, error) {
 		}
 		seen[path] = lr.line
 		info := PathInfo{Path: path}
-		s, err := lr.need("the NAR hash of " + path)
+		s, err := lr.need("the NAR hash of %s", path)
 		if err != nil {
 			return nil, err
 		}
 		if info.NarHash, err = ParseHash(s); err != nil {
 			return nil, lr.errorf("%v", err)
 		}
-		if s, err = lr.need("the NAR size of " + path); err != nil {
+		if s, err = lr.need("the NAR size of %s", path); err != nil {
 			return nil, err
 		}
 		if info.NarSize, err = parseCount(s, 64); err != nil {
 			return nil, lr.errorf("NAR size of %s: %v", path, err)
 		}
-		if s, err = lr.need("the deriver of " + path); err != nil {
+		if s, err = lr.need("the deriver of %s", path); err != nil {
 			return nil, err
 		}
 		if s != "" {
@@ -144,7 +145,7 @@ func ParseRegistration(r io.Reader, name, storeDir string) ([]PathInfo, error) {
 			}
 		}
 		info.Deriver = s
-		if s, err = lr.need("the reference count of " + path); err != nil {
+		if s, err = lr.need("the reference count of %s", path); err != nil {
 			return nil, err
 		}
 		n, err := parseCount(s, 31)
@@ -152,7 +153,7 @@ func ParseRegistration(r io.Reader, name, storeDir string) ([]PathInfo, error) {
 			return nil, lr.errorf("reference count of %s: %v", path, err)
 		}
 		for i := uint64(0); i < n; i++ {
-			ref, err := lr.need(fmt.Sprintf("reference %d of %d of %s", i+1, n, path))
+			ref, err := lr.need("reference %d of %d of %s", i+1, n, path)
 			if err != nil {
 				return nil, err
 			}
@@ -187,37 +188,49 @@ func ReadRegistrationFile(path, storeDir string) ([]PathInfo, error) {
 }
 
 // byBaseName returns c's paths sorted by base name, the order of Nix's
-// StorePathSet and so of closureInfo.
+// StorePathSet and so of closureInfo. All paths are in one store directory,
+// so that is the order of the full paths.
 func byBaseName(c *Closure) []PathInfo {
+	if slices.IsSortedFunc(c.Paths, func(a, b PathInfo) int { return strings.Compare(a.Path, b.Path) }) {
+		return c.Paths
+	}
 	ps := slices.Clone(c.Paths)
-	slices.SortFunc(ps, func(a, b PathInfo) int {
-		return strings.Compare(filepath.Base(a.Path), filepath.Base(b.Path))
-	})
+	slices.SortFunc(ps, func(a, b PathInfo) int { return strings.Compare(a.Path, b.Path) })
 	return ps
 }
 
-// sortedRefs returns refs sorted by base name.
+// sortedRefs returns refs sorted (by base name, as they share the store
+// directory).
 func sortedRefs(refs []string) []string {
-	if slices.IsSortedFunc(refs, cmpBase) {
+	if slices.IsSorted(refs) {
 		return refs
 	}
 	r := slices.Clone(refs)
-	slices.SortFunc(r, cmpBase)
+	slices.Sort(r)
 	return r
 }
-
-func cmpBase(a, b string) int { return strings.Compare(filepath.Base(a), filepath.Base(b)) }
 
 // writeValidity writes c in the validity registration format with hashes
 // in the given form and derivers if withDeriver.
 func writeValidity(w io.Writer, c *Closure, hash func([32]byte) string, withDeriver bool) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
+	num := make([]byte, 0, 24)
 	for _, p := range byBaseName(c) {
 		deriver := ""
 		if withDeriver {
 			deriver = p.Deriver
 		}
-		fmt.Fprintf(bw, "%s\n%s\n%d\n%s\n%d\n", p.Path, hash(p.NarHash), p.NarSize, deriver, len(p.References))
+		num = num[:0]
+		bw.WriteString(p.Path)
+		bw.WriteByte('\n')
+		bw.WriteString(hash(p.NarHash))
+		bw.WriteByte('\n')
+		bw.Write(strconv.AppendUint(num, p.NarSize, 10))
+		bw.WriteByte('\n')
+		bw.WriteString(deriver)
+		bw.WriteByte('\n')
+		bw.Write(strconv.AppendInt(num, int64(len(p.References)), 10))
+		bw.WriteByte('\n')
 		for _, r := range sortedRefs(p.References) {
 			bw.WriteString(r)
 			bw.WriteByte('\n')

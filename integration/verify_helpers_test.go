@@ -80,9 +80,9 @@ func verifyTarget(t *testing.T, bin, target string, args ...string) (*verifyJSON
 	return &rep, code, stderr
 }
 
-// nixDumpDB returns `nix-store --dump-db` of paths: a registration made by
+// vNixDumpDB returns `nix-store --dump-db` of paths: a registration made by
 // Nix itself from its database, the reference the tests verify against.
-func nixDumpDB(t *testing.T, env []string, paths []string) []byte {
+func vNixDumpDB(t *testing.T, env []string, paths []string) []byte {
 	t.Helper()
 	cmd := exec.Command("nix-store", append([]string{"--dump-db"}, paths...)...)
 	cmd.Env = append(os.Environ(), env...)
@@ -95,8 +95,8 @@ func nixDumpDB(t *testing.T, env []string, paths []string) []byte {
 	return out
 }
 
-// nixLines runs nix-store and returns its output lines.
-func nixLines(t *testing.T, env []string, args ...string) []string {
+// vNixLines runs nix-store and returns its output lines.
+func vNixLines(t *testing.T, env []string, args ...string) []string {
 	t.Helper()
 	cmd := exec.Command("nix-store", args...)
 	cmd.Env = append(os.Environ(), env...)
@@ -109,14 +109,14 @@ func nixLines(t *testing.T, env []string, args ...string) []string {
 	return strings.Fields(string(out))
 }
 
-// closureOf returns the closure of root as Nix computes it.
-func closureOf(t *testing.T, root string) []string {
+// vClosureOf returns the closure of root as Nix computes it.
+func vClosureOf(t *testing.T, root string) []string {
 	t.Helper()
-	return nixLines(t, nil, "-qR", root)
+	return vNixLines(t, nil, "-qR", root)
 }
 
-// writeFile writes data to a new file in dir and returns its name.
-func writeFile(t *testing.T, dir, name string, data []byte) string {
+// vWriteFile writes data to a new file in dir and returns its name.
+func vWriteFile(t *testing.T, dir, name string, data []byte) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, data, 0o644); err != nil {
@@ -125,10 +125,10 @@ func writeFile(t *testing.T, dir, name string, data []byte) string {
 	return p
 }
 
-// stageStore makes a directory holding the given store paths by base
+// vStageStore makes a directory holding the given store paths by base
 // name, hard-linked from the physical store of f (fast, no data copied),
 // leaving out the base names in skip.
-func stageStore(t *testing.T, f *fixture.Fixture, paths []string, skip map[string]bool) string {
+func vStageStore(t *testing.T, f *fixture.Fixture, paths []string, skip map[string]bool) string {
 	t.Helper()
 	dir := t.TempDir()
 	for _, p := range paths {
@@ -143,8 +143,8 @@ func stageStore(t *testing.T, f *fixture.Fixture, paths []string, skip map[strin
 	return dir
 }
 
-// copyStore is stageStore with real copies, for trees the test changes.
-func copyStore(t *testing.T, f *fixture.Fixture, paths []string) string {
+// vCopyStore is vStageStore with real copies, for trees the test changes.
+func vCopyStore(t *testing.T, f *fixture.Fixture, paths []string) string {
 	t.Helper()
 	dir := t.TempDir()
 	for _, p := range paths {
@@ -158,7 +158,7 @@ func copyStore(t *testing.T, f *fixture.Fixture, paths []string) string {
 	return dir
 }
 
-func needRoot(t *testing.T) {
+func vNeedRoot(t *testing.T) {
 	t.Helper()
 	if os.Getuid() != 0 {
 		t.Skip("needs root (loop mounts)")

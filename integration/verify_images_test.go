@@ -12,8 +12,8 @@ import (
 	"github.com/closurefs/closurefs/integration/fixture"
 )
 
-// refImage is a way a reference tool makes an image of a directory.
-type refImage struct {
+// vRefImage is a way a reference tool makes an image of a directory.
+type vRefImage struct {
 	name   string
 	fstype string // for mount -t
 	tool   string
@@ -26,7 +26,7 @@ type refImage struct {
 	args      func(src, img string) []string
 }
 
-var refImages = []refImage{
+var vRefImages = []vRefImage{
 	{"mkfs.erofs", "erofs", "mkfs.erofs", []string{"odd-names"}, func(src, img string) []string {
 		return []string{"-T0", "--all-root", img, src}
 	}},
@@ -47,10 +47,10 @@ var refImages = []refImage{
 	}},
 }
 
-// makeRefImage packs the fixture (minus what the tool cannot pack) with
+// vMakeRefImage packs the fixture (minus what the tool cannot pack) with
 // ri, adding the registration at the image root, and returns the image and
 // the store paths in it.
-func makeRefImage(t *testing.T, f *fixture.Fixture, ri refImage, dir, bin string) (string, []string) {
+func vMakeRefImage(t *testing.T, f *fixture.Fixture, ri vRefImage, dir, bin string) (string, []string) {
 	t.Helper()
 	tool := ri.tool
 	if tool == "closurefs" {
@@ -71,13 +71,13 @@ func makeRefImage(t *testing.T, f *fixture.Fixture, ri refImage, dir, bin string
 			paths = append(paths, p)
 		}
 	}
-	src := stageStore(t, f, paths, skip)
+	src := vStageStore(t, f, paths, skip)
 	// Without odd-names the fixture root's closure is incomplete, so the
 	// registration covers exactly the paths packed (dump-db does not
 	// check closure), minus references to the skipped path.
-	reg := nixDumpDB(t, nil, paths)
+	reg := vNixDumpDB(t, nil, paths)
 	for b := range skip {
-		reg = dropReferences(reg, "/nix/store/"+b)
+		reg = vDropReferences(reg, "/nix/store/"+b)
 	}
 	if err := os.WriteFile(filepath.Join(src, image.RegistrationName), reg, 0o444); err != nil {
 		t.Fatal(err)
@@ -93,9 +93,9 @@ func makeRefImage(t *testing.T, f *fixture.Fixture, ri refImage, dir, bin string
 	return img, paths
 }
 
-// dropReferences removes the reference lines naming p from a registration
+// vDropReferences removes the reference lines naming p from a registration
 // and fixes the counts.
-func dropReferences(reg []byte, p string) []byte {
+func vDropReferences(reg []byte, p string) []byte {
 	lines := strings.Split(strings.TrimSuffix(string(reg), "\n"), "\n")
 	var out []string
 	for i := 0; i < len(lines); {
@@ -118,9 +118,9 @@ func dropReferences(reg []byte, p string) []byte {
 	return []byte(strings.Join(out, "\n") + "\n")
 }
 
-// mountImage mounts img read-only through a loop device and returns the
+// vMountImage mounts img read-only through a loop device and returns the
 // mount point, unmounted at cleanup.
-func mountImage(t *testing.T, img, fstype string) string {
+func vMountImage(t *testing.T, img, fstype string) string {
 	t.Helper()
 	mnt := t.TempDir()
 	if out, err := exec.Command("mount", "-t", fstype, "-o", "loop,ro", img, mnt).CombinedOutput(); err != nil {
@@ -136,38 +136,64 @@ func mountImage(t *testing.T, img, fstype string) string {
 // image itself.
 func TestVerifyReferenceImages(t *testing.T) {
 	f := fixture.Get(t)
-	needRoot(t)
+	vNeedRoot(t)
 	bin := verifyTool(t)
 	dir := t.TempDir()
-	for _, ri := range refImages {
+	for _, ri := range vRefImages {
 		t.Run(ri.name, func(t *testing.T) {
-			img, paths := makeRefImage(t, f, ri, dir, bin)
-			mnt := mountImage(t, img, ri.fstype)
+			img, paths := vMakeRefImage(t, f, ri, dir, bin)
+			mnt := vMountImage(t, img, ri.fstype)
 			targets := []string{mnt}
-			if imageFilesSupported(t, bin, img) {
+			if vImageFilesSupported(t, bin, img) {
 				targets = append(targets, img)
+				// Our FUSE mount of the image, when FUSE works here.
+				if os.Geteuid() == 0 && fileExists("/dev/fuse") {
+					fmnt := fuseStartImage(t, img, ri.fstype)
+					targets = append(targets, fmnt)
+				} else {
+					t.Log("FUSE unavailable: image not verified through closurefs mount-image")
+				}
 			}
 			for _, target := range targets {
 				rep, code, stderr := verifyTarget(t, bin, target)
 				if rep == nil || code != 0 || rep.OK != len(paths) || len(rep.Extra) != 0 {
-					t.Errorf("verify %s (%s): exit %d: %s\n%s", target, ri.name, code, badPaths(rep), stderr)
+					t.Errorf("verify %s (%s): exit %d: %s\n%s", target, ri.name, code, vBadPaths(rep), stderr)
 				}
 				if rep != nil && len(rep.Warnings) != 0 {
 					t.Errorf("verify %s: warnings on a conventional image: %+v", target, rep.Warnings)
 				}
 			}
-			os.Remove(img)
 		})
 	}
 }
 
-// imageFilesSupported reports whether the binary reads image files (the
+// vImageFilesSupported reports whether the binary reads image files (the
 // erofs and squashfs readers are built in), logging when not.
-func imageFilesSupported(t *testing.T, bin, img string) bool {
+func vImageFilesSupported(t *testing.T, bin, img string) bool {
 	_, stderr, _ := verifyRun(t, bin, nil, "verify", img, "-q")
 	if strings.Contains(stderr, "not built in yet") || strings.Contains(stderr, "not a recognised image") {
 		t.Logf("image files not verified directly: %s", strings.TrimSpace(stderr))
 		return false
 	}
 	return true
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// TestVerifyFuseView verifies the FUSE closure view (closurefs mount) of
+// the whole fixture, odd names included, against Nix's registration.
+func TestVerifyFuseView(t *testing.T) {
+	f := fixture.Get(t)
+	fuseNeed(t)
+	bin := verifyTool(t)
+	reg := vWriteFile(t, t.TempDir(), "registration", vNixDumpDB(t, nil, f.Paths))
+	mnt := t.TempDir()
+	fuseStart(t, mnt, "mount", f.Root, mnt)
+	rep, code, stderr := verifyTarget(t, bin, mnt, "--registration", reg)
+	if rep == nil || code != 0 || rep.OK != len(f.Paths) || len(rep.Extra) != 0 {
+		t.Errorf("verify of the FUSE closure view: exit %d: %s\n%s", code, vBadPaths(rep), stderr)
+	}
 }

@@ -14,38 +14,38 @@ import (
 	"github.com/closurefs/closurefs/integration/fixture"
 )
 
-// registerEnv returns the environment of a fresh Nix state directory (a
+// vRegisterEnv returns the environment of a fresh Nix state directory (a
 // new, empty database) with the store directory still /nix/store, so the
 // fixture's paths are the ones registered.
-func registerEnv(t *testing.T) []string {
+func vRegisterEnv(t *testing.T) []string {
 	t.Helper()
 	return []string{"NIX_STATE_DIR=" + t.TempDir()}
 }
 
-type registerJSON struct {
+type vRegisterJSON struct {
 	Total        int `json:"total"`
 	AlreadyValid int `json:"alreadyValid"`
 	Registered   int `json:"registered"`
 }
 
-func registerRun(t *testing.T, bin string, env []string, args ...string) (*registerJSON, string, int) {
+func vRegisterRun(t *testing.T, bin string, env []string, args ...string) (*vRegisterJSON, string, int) {
 	t.Helper()
 	stdout, stderr, code := verifyRun(t, bin, env, append([]string{"register", "--json"}, args...)...)
 	if code != 0 {
 		return nil, stderr, code
 	}
-	var r registerJSON
+	var r vRegisterJSON
 	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
 		t.Fatalf("register --json output %q: %v", stdout, err)
 	}
 	return &r, stderr, code
 }
 
-// dbState is what a state dir's Nix database says of paths: the dump of
+// vDbState is what a state dir's Nix database says of paths: the dump of
 // the valid ones and the invalid ones, plus the database file's digest.
-func dbState(t *testing.T, env []string, stateDir string, paths []string) string {
+func vDbState(t *testing.T, env []string, stateDir string, paths []string) string {
 	t.Helper()
-	invalid := nixLines(t, env, append([]string{"--check-validity", "--print-invalid"}, paths...)...)
+	invalid := vNixLines(t, env, append([]string{"--check-validity", "--print-invalid"}, paths...)...)
 	var valid []string
 	for _, p := range paths {
 		if !slices.Contains(invalid, p) {
@@ -54,17 +54,17 @@ func dbState(t *testing.T, env []string, stateDir string, paths []string) string
 	}
 	var b bytes.Buffer
 	if len(valid) > 0 {
-		b.Write(nixDumpDB(t, env, valid))
+		b.Write(vNixDumpDB(t, env, valid))
 	}
 	b.WriteString("invalid:" + strings.Join(invalid, ",") + "\n")
 	data, err := os.ReadFile(filepath.Join(stateDir, "db", "db.sqlite"))
 	if err == nil {
-		b.WriteString("db:" + string(sha256Hex(data)))
+		b.WriteString("db:" + string(vSha256Hex(data)))
 	}
 	return b.String()
 }
 
-func sha256Hex(b []byte) string {
+func vSha256Hex(b []byte) string {
 	s := sha256.Sum256(b)
 	const hexd = "0123456789abcdef"
 	out := make([]byte, 64)
@@ -80,15 +80,15 @@ func TestRegister(t *testing.T) {
 	f := fixture.Get(t)
 	bin := verifyTool(t)
 	dir := t.TempDir()
-	reg := writeFile(t, dir, "registration", nixDumpDB(t, nil, f.Paths))
-	cmdline := writeFile(t, dir, "cmdline", []byte("BOOT_IMAGE=/boot/bzImage console=ttyS0 init=/nix/store/x/init regInfo="+reg+" quiet\n"))
-	env := registerEnv(t)
+	reg := vWriteFile(t, dir, "registration", vNixDumpDB(t, nil, f.Paths))
+	cmdline := vWriteFile(t, dir, "cmdline", []byte("BOOT_IMAGE=/boot/bzImage console=ttyS0 init=/nix/store/x/init regInfo="+reg+" quiet\n"))
+	env := vRegisterEnv(t)
 	stateDir := strings.TrimPrefix(env[0], "NIX_STATE_DIR=")
 
-	if inv := nixLines(t, env, append([]string{"--check-validity", "--print-invalid"}, f.Paths...)...); len(inv) != len(f.Paths) {
+	if inv := vNixLines(t, env, append([]string{"--check-validity", "--print-invalid"}, f.Paths...)...); len(inv) != len(f.Paths) {
 		t.Fatalf("fresh state dir already knows %d paths", len(f.Paths)-len(inv))
 	}
-	r, stderr, code := registerRun(t, bin, env, "--cmdline", cmdline, "--verify")
+	r, stderr, code := vRegisterRun(t, bin, env, "--cmdline", cmdline, "--verify")
 	if code != 0 {
 		t.Fatalf("register: exit %d: %s", code, stderr)
 	}
@@ -98,21 +98,21 @@ func TestRegister(t *testing.T) {
 	// nix-store agrees: every path valid, the closure of the root is the
 	// fixture, and the registration dumps back the same (hashes, sizes,
 	// references and derivers).
-	nixLines(t, env, append([]string{"--check-validity"}, f.Paths...)...)
-	if got := sortedCopy(nixLines(t, env, "-qR", f.Root)); !slices.Equal(got, f.Paths) {
+	vNixLines(t, env, append([]string{"--check-validity"}, f.Paths...)...)
+	if got := vSortedCopy(vNixLines(t, env, "-qR", f.Root)); !slices.Equal(got, f.Paths) {
 		t.Errorf("nix-store -qR in the new DB: %d paths, want %d", len(got), len(f.Paths))
 	}
-	if got, want := nixDumpDB(t, env, f.Paths), nixDumpDB(t, nil, f.Paths); !bytes.Equal(got, want) {
+	if got, want := vNixDumpDB(t, env, f.Paths), vNixDumpDB(t, nil, f.Paths); !bytes.Equal(got, want) {
 		t.Errorf("nix-store --dump-db differs from the host's")
 	}
 
 	// A second run registers nothing and changes nothing.
-	before := dbState(t, env, stateDir, f.Paths)
-	r, stderr, code = registerRun(t, bin, env, "--cmdline", cmdline)
+	before := vDbState(t, env, stateDir, f.Paths)
+	r, stderr, code = vRegisterRun(t, bin, env, "--cmdline", cmdline)
 	if code != 0 || r.Registered != 0 || r.AlreadyValid != len(f.Paths) {
 		t.Errorf("second run: exit %d, %+v: %s", code, r, stderr)
 	}
-	if after := dbState(t, env, stateDir, f.Paths); after != before {
+	if after := vDbState(t, env, stateDir, f.Paths); after != before {
 		t.Errorf("second run changed the database")
 	}
 	// The text output reports the counts.
@@ -122,7 +122,7 @@ func TestRegister(t *testing.T) {
 	}
 }
 
-func sortedCopy(s []string) []string {
+func vSortedCopy(s []string) []string {
 	c := slices.Clone(s)
 	slices.Sort(c)
 	return c
@@ -134,19 +134,19 @@ func TestRegisterPartial(t *testing.T) {
 	f := fixture.Get(t)
 	bin := verifyTool(t)
 	dir := t.TempDir()
-	env := registerEnv(t)
-	sub := closureOf(t, f.Named["dag-top"])
-	regSub := writeFile(t, dir, "sub", nixDumpDB(t, nil, sub))
-	regAll := writeFile(t, dir, "all", nixDumpDB(t, nil, f.Paths))
-	r, stderr, code := registerRun(t, bin, env, "--reginfo", regSub)
+	env := vRegisterEnv(t)
+	sub := vClosureOf(t, f.Named["dag-top"])
+	regSub := vWriteFile(t, dir, "sub", vNixDumpDB(t, nil, sub))
+	regAll := vWriteFile(t, dir, "all", vNixDumpDB(t, nil, f.Paths))
+	r, stderr, code := vRegisterRun(t, bin, env, "--reginfo", regSub)
 	if code != 0 || r.Registered != len(sub) {
 		t.Fatalf("sub-closure: exit %d %+v %s", code, r, stderr)
 	}
-	r, stderr, code = registerRun(t, bin, env, "--reginfo", regAll)
+	r, stderr, code = vRegisterRun(t, bin, env, "--reginfo", regAll)
 	if code != 0 || r.Registered != len(f.Paths)-len(sub) || r.AlreadyValid != len(sub) {
 		t.Fatalf("whole fixture after sub-closure: exit %d %+v %s", code, r, stderr)
 	}
-	if got := sortedCopy(nixLines(t, env, "-qR", f.Root)); !slices.Equal(got, f.Paths) {
+	if got := vSortedCopy(vNixLines(t, env, "-qR", f.Root)); !slices.Equal(got, f.Paths) {
 		t.Errorf("nix-store -qR after two runs: %d paths, want %d", len(got), len(f.Paths))
 	}
 }
@@ -157,15 +157,15 @@ func TestRegisterErrors(t *testing.T) {
 	f := fixture.Get(t)
 	bin := verifyTool(t)
 	dir := t.TempDir()
-	env := registerEnv(t)
+	env := vRegisterEnv(t)
 	stateDir := strings.TrimPrefix(env[0], "NIX_STATE_DIR=")
-	sub := closureOf(t, f.Named["dag-top"])
-	if _, stderr, code := registerRun(t, bin, env, "--reginfo", writeFile(t, dir, "sub", nixDumpDB(t, nil, sub))); code != 0 {
+	sub := vClosureOf(t, f.Named["dag-top"])
+	if _, stderr, code := vRegisterRun(t, bin, env, "--reginfo", vWriteFile(t, dir, "sub", vNixDumpDB(t, nil, sub))); code != 0 {
 		t.Fatalf("register: %s", stderr)
 	}
-	before := dbState(t, env, stateDir, f.Paths)
+	before := vDbState(t, env, stateDir, f.Paths)
 
-	good := string(nixDumpDB(t, nil, f.Paths))
+	good := string(vNixDumpDB(t, nil, f.Paths))
 	lines := strings.SplitAfter(good, "\n")
 	// Break the registration far from its start: the NAR size of the
 	// 30th record becomes "12x".
@@ -187,12 +187,12 @@ func TestRegisterErrors(t *testing.T) {
 		t.Fatalf("fixture has fewer than 30 paths")
 	}
 	broken[at] = "12x\n"
-	brokenReg := writeFile(t, dir, "broken", []byte(strings.Join(broken, "")))
-	truncReg := writeFile(t, dir, "truncated", []byte(strings.Join(lines[:len(lines)-3], "")))
+	brokenReg := vWriteFile(t, dir, "broken", []byte(strings.Join(broken, "")))
+	truncReg := vWriteFile(t, dir, "truncated", []byte(strings.Join(lines[:len(lines)-3], "")))
 	// A path that is not in the store.
 	absent := "/nix/store/00000000000000000000000000000000-absent"
-	missingReg := writeFile(t, dir, "missing", []byte(good+absent+"\n"+strings.SplitN(lines[1], "\n", 2)[0]+"\n8\n\n0\n"))
-	noReg := writeFile(t, dir, "cmdline-noreg", []byte("console=ttyS0 quiet\n"))
+	missingReg := vWriteFile(t, dir, "missing", []byte(good+absent+"\n"+strings.SplitN(lines[1], "\n", 2)[0]+"\n8\n\n0\n"))
+	noReg := vWriteFile(t, dir, "cmdline-noreg", []byte("console=ttyS0 quiet\n"))
 	fakeNix := filepath.Join(dir, "nix-store-failing")
 	os.WriteFile(fakeNix, []byte("#!/bin/sh\ncase \"$1\" in --check-validity) shift 2; for p; do echo \"$p\"; done;; *) cat >/dev/null; echo 'error: disk I/O error' >&2; exit 1;; esac\n"), 0o755)
 
@@ -206,25 +206,25 @@ func TestRegisterErrors(t *testing.T) {
 		{"unreadable", []string{"--reginfo", filepath.Join(dir, "nope")}, filepath.Join(dir, "nope")},
 		{"missing path", []string{"--reginfo", missingReg}, "00000000000000000000000000000000-absent"},
 		{"no regInfo", []string{"--cmdline", noReg}, "no regInfo="},
-		{"nix-store missing", []string{"--reginfo", regPath(dir, t, f), "--nix-store", "/nonexistent/nix-store"}, "nix-store not found"},
-		{"load-db fails", []string{"--reginfo", regPath(dir, t, f), "--nix-store", fakeNix}, "error: disk I/O error"},
+		{"nix-store missing", []string{"--reginfo", vRegPath(dir, t, f), "--nix-store", "/nonexistent/nix-store"}, "nix-store not found"},
+		{"load-db fails", []string{"--reginfo", vRegPath(dir, t, f), "--nix-store", fakeNix}, "error: disk I/O error"},
 	}
 	for _, tt := range tests {
-		_, stderr, code := registerRun(t, bin, env, tt.args...)
+		_, stderr, code := vRegisterRun(t, bin, env, tt.args...)
 		if code != 1 || !strings.Contains(stderr, tt.want) {
 			t.Errorf("%s: exit %d, stderr %q, want it to contain %q", tt.name, code, stderr, tt.want)
 		}
-		if after := dbState(t, env, stateDir, f.Paths); after != before {
+		if after := vDbState(t, env, stateDir, f.Paths); after != before {
 			t.Errorf("%s: the database changed", tt.name)
 		}
 	}
 }
 
-// regPath writes the fixture's registration once per test dir.
-func regPath(dir string, t *testing.T, f *fixture.Fixture) string {
+// vRegPath writes the fixture's registration once per test dir.
+func vRegPath(dir string, t *testing.T, f *fixture.Fixture) string {
 	p := filepath.Join(dir, "all")
 	if _, err := os.Stat(p); err != nil {
-		writeFile(t, dir, "all", nixDumpDB(t, nil, f.Paths))
+		vWriteFile(t, dir, "all", vNixDumpDB(t, nil, f.Paths))
 	}
 	return p
 }

@@ -17,11 +17,11 @@ import (
 func TestVerifyFixtureStore(t *testing.T) {
 	f := fixture.Get(t)
 	bin := verifyTool(t)
-	reg := writeFile(t, t.TempDir(), "registration", nixDumpDB(t, nil, f.Paths))
+	reg := vWriteFile(t, t.TempDir(), "registration", vNixDumpDB(t, nil, f.Paths))
 	for _, target := range []string{f.StoreDir, f.OptStoreDir} {
 		rep, code, stderr := verifyTarget(t, bin, target, "--registration", reg)
 		if rep == nil || code != 0 || rep.OK != len(f.Paths) {
-			t.Fatalf("verify %s: exit %d: %s\n%s", target, code, badPaths(rep), stderr)
+			t.Fatalf("verify %s: exit %d: %s\n%s", target, code, vBadPaths(rep), stderr)
 		}
 		if target == f.StoreDir {
 			continue
@@ -34,7 +34,7 @@ func TestVerifyFixtureStore(t *testing.T) {
 	// A closure-info directory works the same, and the text output ends
 	// with the summary line.
 	ci := t.TempDir()
-	writeFile(t, ci, "registration", nixDumpDB(t, nil, f.Paths))
+	vWriteFile(t, ci, "registration", vNixDumpDB(t, nil, f.Paths))
 	stdout, stderr, code := verifyRun(t, bin, nil, "verify", f.StoreDir, "--closure-info", ci, "-j", "1")
 	if code != 0 || !strings.Contains(stdout, "OK: "+strconv.Itoa(len(f.Paths))+" paths") {
 		t.Errorf("verify --closure-info: exit %d\n%s%s", code, stdout, stderr)
@@ -46,12 +46,12 @@ func TestVerifyFixtureStore(t *testing.T) {
 func TestVerifyFindsDamage(t *testing.T) {
 	f := fixture.Get(t)
 	bin := verifyTool(t)
-	paths := closureOf(t, f.Named["dag-top"])
+	paths := vClosureOf(t, f.Named["dag-top"])
 	for _, k := range []string{"sizes", "symlinks", "single-file"} {
 		paths = append(paths, f.Named[k])
 	}
-	reg := writeFile(t, t.TempDir(), "registration", nixDumpDB(t, nil, paths))
-	dir := copyStore(t, f, paths)
+	reg := vWriteFile(t, t.TempDir(), "registration", vNixDumpDB(t, nil, paths))
+	dir := vCopyStore(t, f, paths)
 	restoreModes := func() {
 		// Store conventions for the copy: files 0444/0555, dirs 0555.
 		exec.Command("chmod", "-R", "a-w", dir).Run()
@@ -59,7 +59,7 @@ func TestVerifyFindsDamage(t *testing.T) {
 	}
 	restoreModes()
 	if rep, code, stderr := verifyTarget(t, bin, dir, "--registration", reg, "--mtime", "1"); code != 0 || len(rep.Warnings) != 0 {
-		t.Fatalf("intact copy: exit %d %s %+v\n%s", code, badPaths(rep), rep.Warnings, stderr)
+		t.Fatalf("intact copy: exit %d %s %+v\n%s", code, vBadPaths(rep), rep.Warnings, stderr)
 	}
 	exec.Command("chmod", "-R", "u+w", dir).Run()
 
@@ -132,8 +132,8 @@ func TestVerifyFindsDamage(t *testing.T) {
 	}
 
 	// A malformed registration is an error naming file:line, exit 1.
-	bad := []byte(strings.Replace(string(nixDumpDB(t, nil, paths)), "\n", "\nnot-a-hash\n", 1))
-	badReg := writeFile(t, t.TempDir(), "bad-registration", bad)
+	bad := []byte(strings.Replace(string(vNixDumpDB(t, nil, paths)), "\n", "\nnot-a-hash\n", 1))
+	badReg := vWriteFile(t, t.TempDir(), "bad-registration", bad)
 	_, stderr, code = verifyRun(t, bin, nil, "verify", dir, "--registration", badReg)
 	if code != 1 || !strings.Contains(stderr, badReg+":2:") {
 		t.Errorf("malformed registration: exit %d, %q", code, stderr)
@@ -147,8 +147,8 @@ func TestVerifyFindsDamage(t *testing.T) {
 	}
 }
 
-// badPaths lists the paths of rep that are not ok, for failure messages.
-func badPaths(rep *verifyJSON) string {
+// vBadPaths lists the paths of rep that are not ok, for failure messages.
+func vBadPaths(rep *verifyJSON) string {
 	if rep == nil {
 		return "no report"
 	}
@@ -160,4 +160,38 @@ func badPaths(rep *verifyJSON) string {
 	}
 	fmt.Fprintf(&b, "extra %q", rep.Extra)
 	return b.String()
+}
+
+// TestVerifySources checks the other sources of expected contents: the Nix
+// database (--db) and, by default, a closure-info store path in the tree.
+func TestVerifySources(t *testing.T) {
+	f := fixture.Get(t)
+	bin := verifyTool(t)
+	// --db: the closure of the store paths in the optimised store, as its
+	// own database records it.
+	rep, code, stderr := verifyTarget(t, bin, f.OptStoreDir, "--db="+f.OptDB)
+	if rep == nil || code != 0 || rep.OK != len(f.Paths) {
+		t.Errorf("verify --db: exit %d: %s\n%s", code, vBadPaths(rep), stderr)
+	}
+
+	// A tree holding a closure-info store path (as NixOS images do) is
+	// verified against it; the closure-info path itself is not extra.
+	paths := vClosureOf(t, f.Named["dag-top"])
+	dir := vStageStore(t, f, paths, nil)
+	ci := filepath.Join(dir, "0123456789abcdfghijklmnpqrsvwxyz-closure-info")
+	if err := os.Mkdir(ci, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	vWriteFile(t, ci, "registration", vNixDumpDB(t, nil, paths))
+	vWriteFile(t, ci, "store-paths", []byte(strings.Join(paths, "\n")+"\n"))
+	rep, code, stderr = verifyTarget(t, bin, dir, "--no-conventions")
+	if rep == nil || code != 0 || rep.OK != len(paths) || len(rep.Extra) != 0 {
+		t.Errorf("verify with an in-tree closure-info: exit %d: %s\n%s", code, vBadPaths(rep), stderr)
+	}
+	// Without any registration, a clear error.
+	os.RemoveAll(ci)
+	_, stderr, code = verifyRun(t, bin, nil, "verify", dir)
+	if code != 1 || !strings.Contains(stderr, "holds no registration") {
+		t.Errorf("no registration: exit %d, %q", code, stderr)
+	}
 }

@@ -52,7 +52,8 @@ run() {
 	rm -f "$work/mkfs.img" "$work/cf.img"
 }
 
-common="-T 0 --all-root -L nix-store"
+# Debian's mkfs.erofs 1.5 has no -L: the label is closurefs-only.
+common="-T 0 --all-root"
 run "uncompressed" "$common" "-T 0 --all-root -L nix-store"
 run "-zlz4hc" "-zlz4hc $common" "-zlz4hc -T 0 --all-root -L nix-store"
 # microvm.nix uses -zlz4hc -Eztailpacking -Efragments; Debian's mkfs.erofs 1.5

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -305,7 +304,6 @@ nix-hash --type sha256. PATHs are hashed in parallel.`,
 					format = closure.HashSRI
 				}
 				res := make([]closure.NarResult, len(args))
-				errs := make([]error, len(args))
 				// Hash each PATH through the DirFS of its parent, grouped so
 				// HashPaths runs them all in parallel.
 				type item struct{ dir, name string }
@@ -342,12 +340,6 @@ nix-hash --type sha256. PATHs are hashed in parallel.`,
 						bar.Item()
 					}})
 					if err != nil {
-						// Find which one failed, for a message naming it.
-						for k, i := range idx {
-							if _, _, errs[i] = closure.HashNAR(closure.DirFS(d), names[k]); errs[i] != nil {
-								return fmt.Errorf("%s: %w", args[i], unwrapPath(errs[i]))
-							}
-						}
 						return err
 					}
 					for k, i := range idx {
@@ -379,14 +371,4 @@ nix-hash --type sha256. PATHs are hashed in parallel.`,
 			}
 		},
 	}
-}
-
-// unwrapPath drops a *fs.PathError's relative path, which the caller
-// replaces with the path as the user gave it.
-func unwrapPath(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return fmt.Errorf("%s %s: %w", pe.Op, pe.Path, pe.Err)
-	}
-	return err
 }

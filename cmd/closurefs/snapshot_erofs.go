@@ -20,7 +20,7 @@ func erofsFormat() *imageFormat {
 		blockSize: 4096,
 		flags: func(fs *pflag.FlagSet) func(ctx context.Context, w io.WriterAt, t *image.Tree, c *snapshotCommon) error {
 			z := fs.StringP("compress", "z", "", "erofs: compressor[,level] or compressor,level=N: lz4, lz4hc, zstd, deflate (as mkfs.erofs -z; default: uncompressed)")
-			ext := fs.StringArrayP("extended", "E", nil, "erofs: extended options, comma separated: ztailpacking, dedupe, legacy-compress (full indexes); fragments is not supported yet")
+			ext := fs.StringArrayP("extended", "E", nil, "erofs: extended options, comma separated: ztailpacking, fragments, dedupe, legacy-compress (full indexes)")
 			pcluster := fs.StringP("pcluster-size", "C", "", "erofs: largest physical cluster size in bytes (big pclusters), a multiple of the block size")
 			label := fs.StringP("label", "L", erofs.DefaultLabel, "erofs: volume label (at most 16 bytes)")
 			uuid := fs.StringP("uuid", "U", "", "erofs: volume UUID (default: derived from the content)")

@@ -80,6 +80,7 @@ type Reader struct {
 	pclusters *rdLRU[rdPclusterKey, []byte]
 	inodes    *rdLRU[uint64, *rdInode]
 	packedMu  sync.Mutex
+	rawBufs   sync.Pool // *[]byte buffers for encoded pclusters
 	codecMu   sync.Mutex
 	codecs    map[string]codec.Codec
 }
@@ -106,10 +107,10 @@ func OpenOptions(r io.ReaderAt, opts ReaderOptions) (*Reader, error) {
 	}
 	root, err := rd.inodeAt(rd.rootNid)
 	if err != nil {
-		return nil, fmt.Errorf("erofs: root rdInode: %w", err)
+		return nil, fmt.Errorf("erofs: root inode: %w", err)
 	}
 	if !root.isDir() {
-		return nil, fmt.Errorf("erofs: %w", corruptf("root rdInode %d is not a directory", rd.rootNid))
+		return nil, fmt.Errorf("erofs: %w", corruptf("root inode %d is not a directory", rd.rootNid))
 	}
 	return rd, nil
 }

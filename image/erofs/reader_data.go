@@ -45,7 +45,7 @@ func (rd *Reader) readAt(in *rdInode, p []byte, off int64) (int, error) {
 			return n, err
 		}
 		if off < e.la || off >= e.la+e.llen {
-			return n, corruptf("nid %d: rdExtent [%d,%d) does not cover offset %d", in.nid, e.la, e.la+e.llen, off)
+			return n, corruptf("nid %d: extent [%d,%d) does not cover offset %d", in.nid, e.la, e.la+e.llen, off)
 		}
 		k := int(min(int64(len(p)-n), e.la+e.llen-off, in.size-off))
 		dst := p[n : n+k]
@@ -75,6 +75,22 @@ func (rd *Reader) readAt(in *rdInode, p []byte, off int64) (int, error) {
 
 // mapExtent returns the extent holding byte off (< in.size) of in.
 func (rd *Reader) mapExtent(in *rdInode, off int64) (rdExtent, error) {
+	in.lastMu.Lock()
+	e := in.last
+	in.lastMu.Unlock()
+	if e.llen > 0 && off >= e.la && off < e.la+e.llen {
+		return e, nil
+	}
+	e, err := rd.mapExtentUncached(in, off)
+	if err == nil {
+		in.lastMu.Lock()
+		in.last = e
+		in.lastMu.Unlock()
+	}
+	return e, err
+}
+
+func (rd *Reader) mapExtentUncached(in *rdInode, off int64) (rdExtent, error) {
 	switch in.layout {
 	case LayoutFlatPlain, LayoutFlatInline:
 		return rd.mapFlat(in, off)
@@ -167,10 +183,10 @@ func (rd *Reader) readFragment(in *rdInode, p []byte, off int64) error {
 		return err
 	}
 	if in.nid == pk.nid {
-		return corruptf("packed rdInode %d refers to a fragment of itself", in.nid)
+		return corruptf("packed inode %d refers to a fragment of itself", in.nid)
 	}
 	if off < 0 || off > pk.size || int64(len(p)) > pk.size-off {
-		return corruptf("nid %d: fragment [%d,+%d) beyond the packed rdInode's %d bytes", in.nid, off, len(p), pk.size)
+		return corruptf("nid %d: fragment [%d,+%d) beyond the packed inode's %d bytes", in.nid, off, len(p), pk.size)
 	}
 	n, err := rd.readAt(pk, p, off)
 	if n == len(p) {
@@ -196,7 +212,7 @@ func (rd *Reader) packedInode() (*rdInode, error) {
 		return nil, err
 	}
 	if !pk.isReg() {
-		return nil, corruptf("packed rdInode %d is not a regular file", pk.nid)
+		return nil, corruptf("packed inode %d is not a regular file", pk.nid)
 	}
 	rd.packed = pk
 	return pk, nil

@@ -2,12 +2,14 @@ package erofs
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 
 	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz/lzma"
 
 	"github.com/closurefs/closurefs/internal/codec"
 )
@@ -28,7 +30,15 @@ func (rd *Reader) pcluster(in *rdInode, e *rdExtent) ([]byte, error) {
 	if b, ok := rd.pclusters.get(key); ok {
 		return b, nil
 	}
-	raw := make([]byte, e.plen)
+	bp, _ := rd.rawBufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	defer rd.rawBufs.Put(bp)
+	if int64(cap(*bp)) < e.plen {
+		*bp = make([]byte, e.plen)
+	}
+	raw := (*bp)[:e.plen]
 	if err := rd.readFull(raw, e.pa); err != nil {
 		return nil, err
 	}
@@ -106,7 +116,7 @@ func (rd *Reader) decode(e *rdExtent, raw []byte) ([]byte, error) {
 		}
 		return rd.decodeCodec("zstd", out, src)
 	case AlgLZMA:
-		return nil, errors.New("unsupported algorithm lzma (MicroLZMA)")
+		return out, decodeMicroLZMA(out, src)
 	}
 	return nil, fmt.Errorf("unsupported algorithm %d", e.alg)
 }
@@ -153,6 +163,34 @@ func (rd *Reader) codec(name string) (codec.Codec, error) {
 	}
 	rd.codecs[name] = c
 	return c, nil
+}
+
+// decodeMicroLZMA decodes an erofs MicroLZMA pcluster (the xz project's
+// microlzma format: a raw LZMA stream without end marker whose first byte,
+// always zero in LZMA, is replaced by the inverted properties byte) into
+// out, whose length is the decoded size. It rebuilds a classic .lzma
+// header for the decoder.
+func decodeMicroLZMA(out, src []byte) error {
+	if len(src) < 2 {
+		return corruptf("lzma: pcluster too short")
+	}
+	props := ^src[0]
+	if props >= 9*5*5 {
+		return corruptf("lzma: bad properties byte %#x", src[0])
+	}
+	var hdr [lzma.HeaderLen + 1]byte
+	hdr[0] = props
+	binary.LittleEndian.PutUint32(hdr[1:], uint32(max(len(out), lzma.MinDictCap)))
+	binary.LittleEndian.PutUint64(hdr[5:], uint64(len(out)))
+	// hdr[13] is the range coder's leading zero byte.
+	r, err := lzma.ReaderConfig{DictCap: max(len(out), lzma.MinDictCap)}.NewReader(io.MultiReader(bytes.NewReader(hdr[:]), bytes.NewReader(src[1:])))
+	if err != nil {
+		return corruptf("lzma: %v", err)
+	}
+	if _, err := io.ReadFull(r, out); err != nil {
+		return corruptf("lzma: decoded data shorter than %d bytes: %v", len(out), err)
+	}
+	return nil
 }
 
 var (

@@ -8,7 +8,10 @@ import (
 )
 
 // rdMaxDirSize bounds the directories the reader accepts.
-const rdMaxDirSize = 1 << 27
+const rdMaxDirSize = 1 << 26
+
+// rdMaxDirEntries bounds the entries of one directory listing.
+const rdMaxDirEntries = 1 << 20
 
 // Dirent is a directory entry as stored in the image.
 type rdDirent struct {
@@ -183,6 +186,9 @@ func (rd *Reader) readDir(dir *rdInode) ([]rdDirent, error) {
 			}
 			if bytes.IndexByte(name, '/') >= 0 || bytes.IndexByte(name, 0) >= 0 {
 				return nil, corruptf("nid %d: directory entry name %q", dir.nid, name)
+			}
+			if len(out) >= rdMaxDirEntries {
+				return nil, corruptf("nid %d: more than %d directory entries", dir.nid, rdMaxDirEntries)
 			}
 			out = append(out, rdDirent{string(name), nid, typ})
 		}

@@ -39,14 +39,16 @@ type rdKernelNeed struct {
 	what         string
 }
 
-// Kernel versions from the kernel's history of fs/erofs (erofs left
-// staging in 5.4; earlier versions cannot mount from fs/erofs at all).
+// Kernel versions from the kernel's history of fs/erofs. EROFS entered
+// the kernel in 4.19 (drivers/staging, with lz4); 5.3 added 0padding
+// (in-place decompression) and compact indexes, which mkfs.erofs uses
+// unless given -Elegacy-compress; fs/erofs left staging in 5.4.
 var (
-	kernelBase        = rdKernelNeed{5, 4, "erofs"}
-	kernelLZ4         = rdKernelNeed{5, 4, "lz4 compression"}
+	kernelBase        = rdKernelNeed{4, 19, "erofs (staging; fs/erofs since 5.4)"}
+	kernelLZ4         = rdKernelNeed{4, 19, "lz4 without 0padding (staging)"}
+	kernelLZ40Padding = rdKernelNeed{5, 3, "lz4 with 0padding and compact indexes"}
 	kernelBigPcluster = rdKernelNeed{5, 13, "compr_cfgs/big pclusters"}
 	kernelChunked     = rdKernelNeed{5, 15, "chunk-based files"}
-	kernelDevices     = rdKernelNeed{5, 15, "device table"}
 	kernelLZMA        = rdKernelNeed{5, 16, "lzma (MicroLZMA)"}
 	kernelZtail       = rdKernelNeed{5, 17, "ztailpacking"}
 	kernelFragments   = rdKernelNeed{6, 1, "fragments/dedupe"}
@@ -112,6 +114,9 @@ func (rd *Reader) Info() Info {
 			switch alg {
 			case AlgLZ4:
 				needs = append(needs, kernelLZ4)
+				if rd.incompat&FeatureIncompatZeroPadding != 0 {
+					needs = append(needs, kernelLZ40Padding)
+				}
 				if c := rd.cfgs[AlgLZ4]; len(c) >= 4 {
 					inf.MaxPclusterBlocks = int(binary.LittleEndian.Uint16(c[2:]))
 				}

@@ -41,6 +41,11 @@ type rdInode struct {
 	zOnce sync.Once
 	z     *rdZinfo
 	zErr  error
+
+	// last is the extent mapped last, so that sequential reads map each
+	// extent once.
+	lastMu sync.Mutex
+	last   rdExtent
 }
 
 // dataPos is the byte offset just after the inode and its inline xattrs.
@@ -177,7 +182,7 @@ func (rd *Reader) readInode(nid uint64) (*rdInode, error) {
 	}
 	in.xisize = int64(XattrSize(in.xicount))
 	if in.dataPos() > rd.size {
-		return nil, corruptf("nid %d: rdInode and xattrs end beyond the image", nid)
+		return nil, corruptf("nid %d: inode and xattrs end beyond the image", nid)
 	}
 	switch in.mode & syscall.S_IFMT {
 	case syscall.S_IFREG, syscall.S_IFDIR, syscall.S_IFLNK:
@@ -196,7 +201,7 @@ func (rd *Reader) readInode(nid uint64) (*rdInode, error) {
 		switch in.layout {
 		case LayoutChunkBased:
 			if rd.incompat&FeatureIncompatChunkedFile == 0 {
-				return nil, corruptf("nid %d: chunk-based rdInode without the chunked_file feature", nid)
+				return nil, corruptf("nid %d: chunk-based inode without the chunked_file feature", nid)
 			}
 			in.chunkFmt = uint16(iu)
 			if in.chunkFmt&^(ChunkFormatBlkBits|ChunkFormatIndexes|rdChunk48Bit) != 0 {

@@ -155,7 +155,7 @@ func rdMkfs(t testing.TB, bin string, src string, args ...string) string {
 	a := append(append([]string{"-T0", "-d0"}, args...), img, src)
 	out, err := exec.Command(bin, a...).CombinedOutput()
 	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", bin, strings.Join(a, " "), err, out)
+		t.Fatalf("%s %s: %v\n%s", bin, strings.Join(a, " "), err, out[max(0, len(out)-2000):])
 	}
 	return img
 }
@@ -363,13 +363,18 @@ var rdImageCases = []rdImageCase{
 	{name: "chunked-block-map", args: []string{"--chunksize=4096"}, feats: []string{"chunked_file"}},
 	{name: "noinline", args: []string{"-Enoinline_data"}},
 	{name: "zstd", newer: true, args: []string{"-zzstd", "-C65536"}, algs: []string{"zstd"}},
+	{name: "lzma-bigpcluster-ztail", newer: true, args: []string{"-zlzma,level=6", "-C65536", "-Eztailpacking"}, algs: []string{"lzma"}},
 	{name: "deflate", newer: true, args: []string{"-zdeflate"}, algs: []string{"deflate"}},
 	{name: "lz4hc-fragments", newer: true, args: []string{"-zlz4hc", "-Efragments", "-Eztailpacking"}, feats: []string{"fragments,dedupe"}},
 	{name: "lz4hc-all-fragments-dedupe", newer: true, args: []string{"-zlz4hc", "-Eall-fragments", "-Ededupe", "-C32768"}},
 	{name: "lz4-dedupe", newer: true, args: []string{"-zlz4", "-Ededupe", "-C65536"}},
 	{name: "zstd-lz4-compressed-dirs", newer: true, args: []string{"-zzstd:lz4hc", "--zD=1", "-Eztailpacking"}},
 	{name: "microvm", newer: true, args: []string{"-zlz4hc", "-Eztailpacking", "-Efragments", "--all-root", "-Lnix-store"}},
-	{name: "xattr-prefixes", newer: true, args: []string{"-x1", "-Exattr-name-filter"}},
+	{name: "xattr-prefixes-filter", newer: true, args: []string{"-x1", "-Exattr-name-filter", "--xattr-prefix=user.sh", "--xattr-prefix=trusted.overlay."}, feats: []string{"xattr_prefixes"}},
+	{name: "48bit", newer: true, args: []string{"-E48bit"}, feats: []string{"48bit"}},
+	{name: "48bit-lz4hc-ztail-fragments", newer: true, args: []string{"-zlz4hc", "-E48bit", "-Eztailpacking", "-Efragments"}, feats: []string{"48bit"}},
+	{name: "48bit-zstd-dedupe", newer: true, args: []string{"-zzstd", "-E48bit", "-Ededupe", "-C65536"}, feats: []string{"48bit"}},
+	{name: "blocksize-1k", newer: true, args: []string{"-b1024", "-zlz4hc", "-Eztailpacking"}},
 }
 
 // TestReadMkfsImages reads images made by mkfs.erofs of the test tree and
@@ -479,18 +484,19 @@ func TestConcurrentReads(t *testing.T) {
 	}
 }
 
-func TestLZMAUnsupported(t *testing.T) {
-	bin := rdMkfsNew(t)
+// TestLZMAInfo checks the minimum kernel of a MicroLZMA image.
+func TestLZMAInfo(t *testing.T) {
 	src := t.TempDir()
-	os.WriteFile(filepath.Join(src, "f"), bytes.Repeat([]byte("lzma data "), 10000), 0o644)
-	img := rdMkfs(t, bin, src, "-zlzma")
+	want := bytes.Repeat([]byte("lzma data "), 10000)
+	os.WriteFile(filepath.Join(src, "f"), want, 0o644)
+	img := rdMkfs(t, rdMkfsNew(t), src, "-zlzma")
 	rd := rdOpenImage(t, img)
-	_, err := fs.ReadFile(rd, "f")
-	if err == nil || !strings.Contains(err.Error(), "unsupported algorithm lzma") {
-		t.Fatalf("reading an lzma file: %v, want unsupported algorithm lzma", err)
+	got, err := fs.ReadFile(rd, "f")
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("reading an lzma file: %v", err)
 	}
-	if got := rd.Info().MinKernel; got != "5.16" {
-		t.Errorf("MinKernel %s, want 5.16", got)
+	if inf := rd.Info(); inf.MinKernel != "5.16" || strings.Join(inf.Algorithms, ",") != "lzma" {
+		t.Errorf("Info %+v, want lzma and min kernel 5.16", inf)
 	}
 }
 

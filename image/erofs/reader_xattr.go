@@ -38,7 +38,7 @@ func (rd *Reader) readXattrPrefixes() error {
 			return rd.readFull(p, off)
 		}
 		if off < 0 || off > pk.size || int64(len(p)) > pk.size-off {
-			return corruptf("xattr prefix beyond the packed rdInode")
+			return corruptf("xattr prefix beyond the packed inode")
 		}
 		if k, err := rd.readAt(pk, p, off); k != len(p) {
 			return corruptf("xattr prefix: %v", err)

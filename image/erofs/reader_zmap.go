@@ -1,6 +1,9 @@
 package erofs
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"sync"
+)
 
 // zinfo is the decoded map header of a compressed inode.
 type rdZinfo struct {
@@ -16,6 +19,21 @@ type rdZinfo struct {
 	totalIdx   uint64
 	hdrPos     int64
 	compactTab rdCompactLayout
+
+	// Extent records (COMPRESSED_FULL with Z_EROFS_ADVISE_EXTENTS).
+	extents uint64 // record count
+	recsz   int64  // record size: 4, 8, 16 or 32
+	extMu   sync.Mutex
+	extMemo rdExtMemo // resume point of the sequential record walk
+}
+
+// rdExtMemo remembers where the walk over 4- or 8-byte extent records
+// stopped, so that sequential reads do not rescan from the start.
+type rdExtMemo struct {
+	valid  bool
+	lstart int64 // logical start of the record at pos
+	pos    int64
+	pa     int64
 }
 
 // rdCompactLayout describes where the compact index packs of an inode lie.
@@ -37,7 +55,7 @@ type rdLcluster struct {
 	nextPack   int64 // byte offset after this index's pack (ztailpacking inline data)
 }
 
-func (rd *Reader) rdZinfo(in *rdInode) (*rdZinfo, error) {
+func (rd *Reader) zinfo(in *rdInode) (*rdZinfo, error) {
 	in.zOnce.Do(func() { in.z, in.zErr = rd.loadZinfo(in) })
 	return in.z, in.zErr
 }
@@ -65,11 +83,16 @@ func (rd *Reader) loadZinfo(in *rdInode) (*rdZinfo, error) {
 	z.advise = le.Uint16(h[4:])
 	z.lbits = rd.blkBits + uint(h[7]&15)
 	if in.layout == LayoutCompressedFull && z.advise&AdviseExtents != 0 {
-		return nil, corruptf("nid %d: unsupported compressed rdExtent records (erofs-utils 1.9 -E48bit)", in.nid)
+		z.extents = uint64(le.Uint32(h)) | uint64(le.Uint16(h[6:]))<<32
+		z.recsz = 4 << ((z.advise >> 1) & 3)
+		if z.lbits > 30 {
+			return nil, corruptf("nid %d: lcluster size 2^%d", in.nid, z.lbits)
+		}
+		return z, nil
 	}
 	z.algs = [2]int{int(h[6] & 15), int(h[6] >> 4)}
 	if z.lbits > 30 {
-		return nil, corruptf("nid %d: rdLcluster size 2^%d", in.nid, z.lbits)
+		return nil, corruptf("nid %d: lcluster size 2^%d", in.nid, z.lbits)
 	}
 	if z.advise&AdviseFragmentPcluster != 0 {
 		if rd.incompat&FeatureIncompatFragments == 0 {
@@ -85,7 +108,7 @@ func (rd *Reader) loadZinfo(in *rdInode) (*rdZinfo, error) {
 	z.totalIdx = uint64((in.size + int64(1)<<z.lbits - 1) >> z.lbits)
 	if in.layout == LayoutCompressedCompact {
 		if z.lbits != rd.blkBits {
-			return nil, corruptf("nid %d: compact indexes with rdLcluster size 2^%d != block size", in.nid, z.lbits)
+			return nil, corruptf("nid %d: compact indexes with lcluster size 2^%d != block size", in.nid, z.lbits)
 		}
 		if (z.advise&AdviseBigPcluster1 == 0) != (z.advise&AdviseBigPcluster2 == 0) {
 			return nil, corruptf("nid %d: big pcluster head1/head2 flags of compact indexes differ", in.nid)
@@ -122,7 +145,7 @@ func (rd *Reader) loadLcluster(in *rdInode, z *rdZinfo, lcn uint64, lookahead bo
 	var m rdLcluster
 	var err error
 	if lcn >= z.totalIdx {
-		return m, corruptf("nid %d: rdLcluster %d beyond the %d of the file", in.nid, lcn, z.totalIdx)
+		return m, corruptf("nid %d: lcluster %d beyond the %d of the file", in.nid, lcn, z.totalIdx)
 	}
 	if in.layout == LayoutCompressedCompact {
 		m, err = rd.loadCompact(in, z, lcn, lookahead)
@@ -133,7 +156,7 @@ func (rd *Reader) loadLcluster(in *rdInode, z *rdZinfo, lcn uint64, lookahead bo
 		return m, err
 	}
 	if m.typ != LclusterNonhead && m.clusterOfs >= int64(1)<<z.lbits {
-		return m, corruptf("nid %d: rdLcluster %d: cluster offset %d beyond the rdLcluster", in.nid, lcn, m.clusterOfs)
+		return m, corruptf("nid %d: lcluster %d: cluster offset %d beyond the lcluster", in.nid, lcn, m.clusterOfs)
 	}
 	return m, nil
 }
@@ -152,7 +175,7 @@ func (rd *Reader) loadFull(in *rdInode, z *rdZinfo, lcn uint64) (rdLcluster, err
 		d0 := uint64(le.Uint16(b[4:]))
 		if d0&LID0CblkCnt != 0 {
 			if z.advise&(AdviseBigPcluster1|AdviseBigPcluster2) == 0 {
-				return m, corruptf("nid %d: rdLcluster %d: block count without big pclusters", in.nid, lcn)
+				return m, corruptf("nid %d: lcluster %d: block count without big pclusters", in.nid, lcn)
 			}
 			m.cblks = d0 &^ LID0CblkCnt
 			d0 = 1
@@ -199,7 +222,7 @@ func (rd *Reader) loadCompact(in *rdInode, z *rdZinfo, lcn uint64, lookahead boo
 	case shift == 1 && z.lbits <= 12:
 		vcnt = 16
 	default:
-		return rdLcluster{}, corruptf("nid %d: compact indexes unsupported for rdLcluster size 2^%d", in.nid, z.lbits)
+		return rdLcluster{}, corruptf("nid %d: compact indexes unsupported for lcluster size 2^%d", in.nid, z.lbits)
 	}
 	packSize := int64(vcnt) << shift
 	packPos := pos &^ (packSize - 1)
@@ -234,7 +257,7 @@ func (rd *Reader) loadCompact(in *rdInode, z *rdZinfo, lcn uint64, lookahead boo
 		}
 		if lo&LID0CblkCnt != 0 {
 			if !big {
-				return m, corruptf("nid %d: rdLcluster %d: block count without big pclusters", in.nid, lcn)
+				return m, corruptf("nid %d: lcluster %d: block count without big pclusters", in.nid, lcn)
 			}
 			m.cblks = lo &^ LID0CblkCnt
 			m.delta[0] = 1
@@ -281,7 +304,7 @@ func (rd *Reader) loadCompact(in *rdInode, z *rdZinfo, lcn uint64, lookahead boo
 					continue
 				}
 				if l <= 1 {
-					return m, corruptf("nid %d: rdLcluster %d: bad delta in a big pcluster pack", in.nid, lcn)
+					return m, corruptf("nid %d: lcluster %d: bad delta in a big pcluster pack", in.nid, lcn)
 				}
 				j -= int(l) - 2
 				continue
@@ -316,14 +339,14 @@ func (rd *Reader) findHead(in *rdInode, z *rdZinfo, off uint64) (head, first rdL
 	case LclusterNonhead:
 		back = m.delta[0]
 	default:
-		return m, first, corruptf("nid %d: rdLcluster %d has unknown type %d", in.nid, lcn, m.typ)
+		return m, first, corruptf("nid %d: lcluster %d has unknown type %d", in.nid, lcn, m.typ)
 	}
 	// Walk back to the head; a pcluster decodes to at most
 	// rdMaxExtentSize bytes, which bounds the walk.
 	maxSteps := uint64(rdMaxExtentSize>>z.lbits) + 2
 	for steps := uint64(0); ; steps++ {
 		if back == 0 || back > m.lcn || steps > maxSteps {
-			return m, first, corruptf("nid %d: bogus lookback distance %d at rdLcluster %d", in.nid, back, m.lcn)
+			return m, first, corruptf("nid %d: bogus lookback distance %d at lcluster %d", in.nid, back, m.lcn)
 		}
 		if m, err = rd.loadLcluster(in, z, m.lcn-back, false); err != nil {
 			return m, first, err
@@ -334,19 +357,22 @@ func (rd *Reader) findHead(in *rdInode, z *rdZinfo, off uint64) (head, first rdL
 		case LclusterPlain, LclusterHead1, LclusterHead2:
 			return m, first, nil
 		default:
-			return m, first, corruptf("nid %d: rdLcluster %d has unknown type %d", in.nid, m.lcn, m.typ)
+			return m, first, corruptf("nid %d: lcluster %d has unknown type %d", in.nid, m.lcn, m.typ)
 		}
 	}
 }
 
 // mapCompressed maps byte off of a compressed inode to its pcluster.
 func (rd *Reader) mapCompressed(in *rdInode, off int64) (rdExtent, error) {
-	z, err := rd.rdZinfo(in)
+	z, err := rd.zinfo(in)
 	if err != nil {
 		return rdExtent{}, err
 	}
 	if z.wholeFrag {
 		return rdExtent{la: 0, llen: in.size, kind: extFragment, fragOff: z.fragOff}, nil
+	}
+	if z.recsz != 0 {
+		return rd.mapExtentRecords(in, z, off)
 	}
 	head, _, err := rd.findHead(in, z, uint64(off))
 	if err != nil {
@@ -360,10 +386,10 @@ func (rd *Reader) mapCompressed(in *rdInode, off int64) (rdExtent, error) {
 	}
 	e := rdExtent{la: la, llen: end - la, kind: extPcluster, partial: head.partial}
 	if e.llen <= 0 || off >= end {
-		return rdExtent{}, corruptf("nid %d: rdExtent at %d has bad length %d", in.nid, la, e.llen)
+		return rdExtent{}, corruptf("nid %d: extent at %d has bad length %d", in.nid, la, e.llen)
 	}
 	if e.llen > rdMaxExtentSize {
-		return rdExtent{}, corruptf("nid %d: rdExtent at %d decodes to %d bytes, more than %d", in.nid, la, e.llen, rdMaxExtentSize)
+		return rdExtent{}, corruptf("nid %d: extent at %d decodes to %d bytes, more than %d", in.nid, la, e.llen, rdMaxExtentSize)
 	}
 	switch {
 	case z.hasTail && head.lcn == z.tailHead && z.idataSize != 0:
@@ -417,7 +443,7 @@ func (rd *Reader) extentEnd(in *rdInode, z *rdZinfo, head rdLcluster) (int64, er
 			return in.size, nil
 		}
 		if steps > maxSteps {
-			return 0, corruptf("nid %d: rdExtent at rdLcluster %d too long", in.nid, head.lcn)
+			return 0, corruptf("nid %d: extent at lcluster %d too long", in.nid, head.lcn)
 		}
 		m, err := rd.loadLcluster(in, z, lcn, true)
 		if err != nil {
@@ -456,10 +482,158 @@ func (rd *Reader) pclusterBlocks(in *rdInode, z *rdZinfo, head rdLcluster) (uint
 		return 1, nil
 	}
 	if m.delta[0] != 1 || m.cblks == 0 {
-		return 0, corruptf("nid %d: big pcluster at rdLcluster %d lacks its block count", in.nid, head.lcn)
+		return 0, corruptf("nid %d: big pcluster at lcluster %d lacks its block count", in.nid, head.lcn)
 	}
 	if m.cblks > rdMaxPclusterSize>>rd.blkBits {
 		return 0, corruptf("nid %d: pcluster of %d blocks", in.nid, m.cblks)
 	}
 	return m.cblks, nil
+}
+
+// Extent record fields.
+const (
+	rdExtPlenMask    = rdMaxPclusterSize<<1 - 1
+	rdExtPlenPartial = 1 << 27
+	rdExtPlenFmtBit  = 28
+)
+
+// mapExtentRecords maps off through the extent records of in: 4-byte
+// records hold only encoded lengths (pclusters follow each other from a
+// 64-bit base), 8-byte records add the physical start, one per
+// lcluster; 16- and 32-byte records carry their logical start and are
+// searched by bisection.
+func (rd *Reader) mapExtentRecords(in *rdInode, z *rdZinfo, off int64) (rdExtent, error) {
+	le := binary.LittleEndian
+	pos0 := ((z.hdrPos + MapHeaderSize) + z.recsz - 1) &^ (z.recsz - 1)
+	lsize := int64(1) << z.lbits
+	var plen uint32
+	var pa, lstart int64 = -1, 0
+	lend := in.size
+	last := false
+	if z.recsz <= 8 {
+		target := off &^ (lsize - 1)
+		var pos, base int64
+		if z.recsz == 4 {
+			b, err := rd.metaAt(pos0, 8)
+			if err != nil {
+				return rdExtent{}, err
+			}
+			u := le.Uint64(b)
+			if u > uint64(rd.size) {
+				return rdExtent{}, corruptf("nid %d: extent base %d beyond the image", in.nid, u)
+			}
+			base, pos, lstart = int64(u), pos0+8, 0
+			z.extMu.Lock()
+			if m := z.extMemo; m.valid && m.lstart <= target {
+				lstart, pos, base = m.lstart, m.pos, m.pa
+			}
+			z.extMu.Unlock()
+		} else {
+			lstart = target
+			pos = pos0 + (lstart>>z.lbits)*z.recsz
+		}
+		var rpos int64
+		for ; lstart <= off; lstart += lsize {
+			b, err := rd.metaAt(pos, int(z.recsz))
+			if err != nil {
+				return rdExtent{}, err
+			}
+			plen = le.Uint32(b)
+			if z.recsz == 4 {
+				pa = base
+				base += int64(plen & rdExtPlenMask)
+			} else {
+				pa = int64(le.Uint32(b[4:]))
+			}
+			rpos = pos
+			pos += z.recsz
+		}
+		if z.recsz == 4 {
+			z.extMu.Lock()
+			z.extMemo = rdExtMemo{valid: true, lstart: lstart - lsize, pos: rpos, pa: pa}
+			z.extMu.Unlock()
+		}
+		last = lstart >= (in.size+lsize-1)&^(lsize-1)
+		lend = min(lstart, lend)
+		lstart -= lsize
+	} else {
+		lstart = lend
+		found := false
+		l, r := uint64(0), z.extents
+		for l < r {
+			mid := l + (r-l)/2
+			b, err := rd.metaAt(pos0+int64(mid)*z.recsz, int(z.recsz))
+			if err != nil {
+				return rdExtent{}, err
+			}
+			la := int64(le.Uint32(b[12:]))
+			if z.recsz > 16 {
+				la |= int64(le.Uint32(b[16:])) << 32
+			}
+			p := int64(le.Uint32(b[4:])) | int64(le.Uint32(b[8:])&0xffff)<<32
+			if la < 0 {
+				return rdExtent{}, corruptf("nid %d: extent record %d starts at %d", in.nid, mid, la)
+			}
+			if la > off {
+				r = mid
+				if la > lend {
+					return rdExtent{}, corruptf("nid %d: extent records out of order", in.nid)
+				}
+				lend = la
+			} else {
+				l = mid + 1
+				if off == la {
+					r = min(l+1, r)
+				}
+				lstart, plen, pa, found = la, le.Uint32(b), p, true
+			}
+		}
+		if !found {
+			return rdExtent{}, corruptf("nid %d: no extent record covers offset %d", in.nid, off)
+		}
+		last = l >= z.extents
+	}
+	if lstart >= lend || off < lstart || off >= lend {
+		return rdExtent{}, corruptf("nid %d: extent records do not cover offset %d", in.nid, off)
+	}
+	e := rdExtent{la: lstart, llen: lend - lstart, kind: extHole}
+	if last && z.advise&AdviseFragmentPcluster != 0 {
+		frag := int64(plen)
+		if z.recsz > 4 {
+			frag |= pa << 32
+		}
+		if frag < 0 {
+			return rdExtent{}, corruptf("nid %d: fragment offset", in.nid)
+		}
+		e.kind, e.fragOff = extFragment, frag
+		return e, nil
+	}
+	if plen&rdExtPlenMask == 0 {
+		return e, nil
+	}
+	if e.llen > rdMaxExtentSize {
+		return rdExtent{}, corruptf("nid %d: extent at %d decodes to %d bytes, more than %d", in.nid, lstart, e.llen, rdMaxExtentSize)
+	}
+	e.kind = extPcluster
+	e.pa = pa
+	e.plen = int64(plen & rdExtPlenMask)
+	e.partial = plen&rdExtPlenPartial != 0
+	if e.pa < 0 || e.plen > rdMaxPclusterSize || e.pa > rd.size-e.plen {
+		return rdExtent{}, corruptf("nid %d: pcluster [%d,+%d) out of bounds", in.nid, e.pa, e.plen)
+	}
+	if fmt := plen >> rdExtPlenFmtBit; fmt != 0 {
+		e.alg = int(fmt) - 1
+		if e.alg >= algMax || rd.algs&(1<<e.alg) == 0 {
+			return rdExtent{}, corruptf("nid %d: pcluster uses algorithm %d, which the superblock does not list", in.nid, e.alg)
+		}
+	} else {
+		if e.llen > e.plen {
+			return rdExtent{}, corruptf("nid %d: uncompressed pcluster of %d bytes holds %d", in.nid, e.plen, e.llen)
+		}
+		e.alg = algShifted
+		if z.advise&AdviseInterlacedPcluster != 0 && (e.pa|e.plen)&(rd.blkSize-1) == 0 {
+			e.alg = algInterlaced
+		}
+	}
+	return e, nil
 }

@@ -34,7 +34,8 @@ type Options struct {
 	// indexes when it fits.
 	Ztailpacking bool
 	// Fragments packs file tails and whole small files into the packed
-	// inode. Not supported yet: NewWriter rejects it.
+	// inode (one compressed file of all tails), instead of inlining or
+	// padding them to blocks.
 	Fragments bool
 	// Dedupe asks for identical data to be stored once. Identical whole
 	// files (image.Node.Same) always share their data; pclusters are not
@@ -66,18 +67,20 @@ type Writer struct {
 	w    io.WriterAt
 	opts Options
 
-	blksz    int
-	blkbits  uint
-	comp     *compressor // nil for uncompressed images
-	inodes   []*inode    // in walk order, one per image inode
-	byNode   map[*image.Node]*inode
-	hash     [32]byte
-	dataEnd  uint32 // next free block of the data area
-	packed   *inode // packed inode (fragments), nil if none
-	incompat uint32
-	algs     uint16
-	cfgs     []byte // compression config records
-	sbEnd    int    // end of superblock and config records
+	blksz   int
+	blkbits uint
+	comp    *compressor // nil for uncompressed images
+	inodes  []*inode    // in walk order, one per image inode
+	byNode  map[*image.Node]*inode
+	hash    [32]byte
+	dataEnd uint32 // next free block of the data area
+	packed  *inode // packed inode (fragments), nil if none
+	// packedData collects the fragments while files are written.
+	packedData []byte
+	incompat   uint32
+	algs       uint16
+	cfgs       []byte // compression config records
+	sbEnd      int    // end of superblock and config records
 }
 
 // inode is the writer's record of one image inode.
@@ -129,12 +132,9 @@ func NewWriter(w io.WriterAt, opts Options) (*Writer, error) {
 		return nil, fmt.Errorf("erofs: label %q longer than 16 bytes", opts.Label)
 	}
 	wr := &Writer{w: w, opts: opts, blksz: bs, blkbits: uint(bits.TrailingZeros(uint(bs)))}
-	if opts.Fragments {
-		return nil, fmt.Errorf("erofs: fragments are not supported yet")
-	}
-	if (opts.Ztailpacking || opts.FullIndexes) && (opts.Compressor == "" || opts.Compressor == "none") {
+	if (opts.Ztailpacking || opts.FullIndexes || opts.Fragments) && (opts.Compressor == "" || opts.Compressor == "none") {
 		// As mkfs.erofs: these only concern compressed files.
-		opts.Ztailpacking, opts.FullIndexes = false, false
+		opts.Ztailpacking, opts.FullIndexes, opts.Fragments = false, false, false
 	}
 	wr.incompat = FeatureIncompatZeroPadding
 	if opts.Compressor != "" && opts.Compressor != "none" {

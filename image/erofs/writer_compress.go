@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
+	"sync"
 
 	"github.com/closurefs/closurefs/internal/codec"
+	"github.com/closurefs/closurefs/internal/lz4"
 )
 
 // compressor turns file segments into pclusters.
@@ -20,6 +22,10 @@ type compressor struct {
 	zstdWindowLog int
 	compact       bool
 	ztail         bool
+	frags         bool
+	// hc, when set, encodes lz4hc with the optimal-parsing encoder.
+	hcLevel int
+	hcPool  sync.Pool
 }
 
 // extent is one pcluster of a compressed file.
@@ -31,10 +37,12 @@ type extent struct {
 	csize   int    // bytes of this extent in the segment's data
 	blkaddr uint32
 	inline  bool // ztailpacking: stored after the indexes
+	// fragment: the raw tail goes to the packed inode (fragments).
+	fragment bool
 }
 
 func newCompressor(opts Options, bs int) (*compressor, error) {
-	c := &compressor{blksz: bs, blkbits: uint(bits.TrailingZeros(uint(bs))), compact: !opts.FullIndexes, ztail: opts.Ztailpacking}
+	c := &compressor{blksz: bs, blkbits: uint(bits.TrailingZeros(uint(bs))), compact: !opts.FullIndexes, ztail: opts.Ztailpacking, frags: opts.Fragments}
 	name := opts.Compressor
 	switch name {
 	case "lz4", "lz4hc":
@@ -54,6 +62,9 @@ func newCompressor(opts Options, bs int) (*compressor, error) {
 		return nil, fmt.Errorf("erofs: %w", err)
 	}
 	c.codec = cd
+	if name == "lz4hc" {
+		c.hcLevel = cd.Level()
+	}
 	ps := opts.PclusterSize
 	if ps == 0 {
 		ps = bs
@@ -72,7 +83,7 @@ func newCompressor(opts Options, bs int) (*compressor, error) {
 // compressed bytes right-aligned (zero padding first) or plain bytes at
 // the start. The last extent of the file's last segment is returned
 // unpadded (csize bytes) so the caller can inline it.
-func (c *compressor) compressSegment(src []byte, off int64, last bool) ([]byte, []extent, error) {
+func (c *compressor) compressSegment(src []byte, off int64, last, frags bool) ([]byte, []extent, error) {
 	var data []byte
 	var exts []extent
 	bs := c.blksz
@@ -94,9 +105,27 @@ func (c *compressor) compressSegment(src []byte, off int64, last bool) ([]byte, 
 		}
 		scratch = comp[:0]
 		e := extent{lstart: uint64(off) + uint64(pos)}
+		if frags && last && used == len(src)-pos {
+			// The rest fits one pcluster: it is the file's tail, kept
+			// raw for the packed inode.
+			e.llen = uint32(used)
+			e.fragment = true
+			e.csize = used
+			data = append(data, src[pos:]...)
+			exts = append(exts, e)
+			break
+		}
 		cb := (len(comp) + bs - 1) / bs
 		isLast := last && pos+used == len(src)
-		if used > 0 && cb < (used+bs-1)/bs && (c.alg != AlgDeflate || comp[0] != 0) {
+		// Compressed when it saves a block, or for a file's last extent
+		// (which may be inlined) when it saves bytes.
+		plainBlocks := (used + bs - 1) / bs
+		if isLast {
+			// A final plain extent is split at lcluster boundaries.
+			plainBlocks = (int((uint64(off)+uint64(pos))%uint64(bs)) + used + bs - 1) / bs
+		}
+		saves := cb < plainBlocks || (c.ztail && isLast && len(comp) < used)
+		if used > 0 && saves && (c.alg != AlgDeflate || comp[0] != 0) {
 			e.llen = uint32(used)
 			e.blocks = uint32(cb)
 			if isLast {
@@ -144,7 +173,7 @@ func (c *compressor) fit(dst, src []byte, capBytes int, ratio float64) ([]byte, 
 	if c.alg == AlgLZ4 {
 		for {
 			l := min(len(src), guess)
-			out, err := c.codec.Compress(dst[:0], src[:l])
+			out, err := c.lz4(dst[:0], src[:l])
 			if err != nil {
 				return nil, 0, ratio, err
 			}
@@ -155,7 +184,7 @@ func (c *compressor) fit(dst, src []byte, capBytes int, ratio float64) ([]byte, 
 				guess = l * 2
 				continue
 			}
-			t, used := lz4Truncate(out, capBytes)
+			t, used := lz4Truncate(out, src[:l], capBytes)
 			if used == 0 {
 				return out[:0], 0, ratio, nil
 			}
@@ -197,15 +226,27 @@ func (c *compressor) fit(dst, src []byte, capBytes int, ratio float64) ([]byte, 
 	return best, bestUsed, float64(bestUsed) / float64(capBytes), nil
 }
 
+// lz4 compresses src into a raw LZ4 block.
+func (c *compressor) lz4(dst, src []byte) ([]byte, error) {
+	if c.hcLevel == 0 {
+		return c.codec.Compress(dst, src)
+	}
+	e, _ := c.hcPool.Get().(*lz4.Encoder)
+	if e == nil {
+		e = lz4.Level(c.hcLevel)
+	}
+	out := e.Encode(dst, src)
+	c.hcPool.Put(e)
+	return out, nil
+}
+
 // lz4Truncate cuts a raw LZ4 block (which decodes to more input than fits)
 // after the last sequence that leaves room for a final literal run, within
 // capBytes, and appends that run. It returns the new block and the input
 // length it decodes to (0 if no cut point exists).
-func lz4Truncate(blk []byte, capBytes int) ([]byte, int) {
+func lz4Truncate(blk, src []byte, capBytes int) ([]byte, int) {
 	type seq struct{ cend, iend, mstart int }
 	var seqs []seq
-	var lits []int // input position of each sequence's literals start and compressed pos
-	_ = lits
 	ip, op := 0, 0
 	for ip < len(blk) {
 		tok := blk[ip]
@@ -242,10 +283,7 @@ func lz4Truncate(blk []byte, capBytes int) ([]byte, int) {
 		op += ml
 		seqs = append(seqs, seq{ip, op, mstart})
 	}
-	// The original input follows from the block: we need the bytes of the
-	// final literal run, which are input bytes. Decode as needed.
-	dec := make([]byte, 0, op+64)
-	dec = lz4DecodeTrusted(dec, blk)
+	dec := src // the block decodes to src
 	for k := len(seqs) - 1; k >= -1; k-- {
 		cend, iend, mstart := 0, 0, 0
 		if k >= 0 {
@@ -294,49 +332,6 @@ func appendLits(dst, lit []byte) []byte {
 	return append(dst, lit...)
 }
 
-// lz4DecodeTrusted decodes a trusted raw LZ4 block (our own encoder's output).
-func lz4DecodeTrusted(dst, blk []byte) []byte {
-	ip := 0
-	for ip < len(blk) {
-		tok := blk[ip]
-		ip++
-		ll := int(tok >> 4)
-		if ll == 15 {
-			for {
-				b := blk[ip]
-				ip++
-				ll += int(b)
-				if b != 255 {
-					break
-				}
-			}
-		}
-		dst = append(dst, blk[ip:ip+ll]...)
-		ip += ll
-		if ip >= len(blk) {
-			break
-		}
-		off := int(binary.LittleEndian.Uint16(blk[ip:]))
-		ip += 2
-		ml := int(tok&15) + 4
-		if tok&15 == 15 {
-			for {
-				b := blk[ip]
-				ip++
-				ml += int(b)
-				if b != 255 {
-					break
-				}
-			}
-		}
-		s := len(dst) - off
-		for i := 0; i < ml; i++ {
-			dst = append(dst, dst[s+i])
-		}
-	}
-	return dst
-}
-
 // finishCompressed places a compressed file's last pcluster (inline or in
 // a block) and encodes its map header and indexes.
 func (c *compressor) finishCompressed(wr *Writer, fs *fileState, h io.Writer) error {
@@ -344,6 +339,14 @@ func (c *compressor) finishCompressed(wr *Writer, fs *fileState, h io.Writer) er
 	exts := fs.ext
 	lastE := &exts[len(exts)-1]
 	var tail []byte
+	var fragOff int64 = -1
+	if lastE.fragment {
+		fragOff = int64(len(wr.packedData))
+		wr.packedData = append(wr.packedData, fs.pending...)
+		fs.pending = nil
+		lastE.blocks = 0
+		wr.incompat |= FeatureIncompatFragments
+	}
 	if c.ztail && fs.pending != nil && len(fs.pending) < c.blksz {
 		// Inline when header, indexes and tail fit the rules.
 		metaLen := c.metaLen(in, len(exts))
@@ -367,7 +370,15 @@ func (c *compressor) finishCompressed(wr *Writer, fs *fileState, h io.Writer) er
 	} else {
 		in.layout = LayoutCompressedFull
 	}
-	in.inline = c.encodeMeta(in, exts, tail)
+	if fragOff >= 0 && len(exts) == 1 {
+		// The whole file is a fragment: just the map header.
+		h := make([]byte, MapHeaderSize)
+		binary.LittleEndian.PutUint64(h, uint64(fragOff)|1<<63)
+		in.inline = h
+		in.tailLen = 0
+		return nil
+	}
+	in.inline = c.encodeMeta(in, exts, tail, fragOff)
 	in.tailLen = len(tail)
 	if tail != nil {
 		wr.incompat |= FeatureIncompatZtailpacking
@@ -415,7 +426,7 @@ type lcEntry struct {
 }
 
 // encodeMeta returns the map header, indexes and inline tail of a file.
-func (c *compressor) encodeMeta(in *inode, exts []extent, tail []byte) []byte {
+func (c *compressor) encodeMeta(in *inode, exts []extent, tail []byte, fragOff int64) []byte {
 	bs := uint64(c.blksz)
 	total := int((in.size + bs - 1) >> c.blkbits)
 	big := c.pclusterBlks > 1
@@ -455,7 +466,7 @@ func (c *compressor) encodeMeta(in *inode, exts []extent, tail []byte) []byte {
 	if big {
 		for _, e := range exts {
 			lcn := int(e.lstart >> c.blkbits)
-			if lcn+1 < total && !isHead[lcn+1] && !e.inline {
+			if lcn+1 < total && !isHead[lcn+1] && !e.inline && !e.fragment {
 				ents[lcn+1].cblkcnt = true
 				ents[lcn+1].d0 = uint16(LID0CblkCnt | e.blocks)
 			}
@@ -502,6 +513,14 @@ func (c *compressor) encodeMeta(in *inode, exts []extent, tail []byte) []byte {
 			// The kernel derives the 2B region from the advise bit.
 			advise |= AdviseCompacted2B
 		}
+	}
+	if fragOff >= 0 {
+		advise |= AdviseFragmentPcluster
+		binary.LittleEndian.PutUint32(out, uint32(fragOff))
+		binary.LittleEndian.PutUint16(out[4:], advise)
+		out[6] = uint8(c.alg)
+		out[7] = 0
+		return out
 	}
 	MapHeader{IdataSize: uint16(len(tail)), Advise: advise, AlgorithmType: uint8(c.alg)}.Encode(out)
 	return append(out, tail...)
@@ -595,6 +614,10 @@ func (c *compressor) worthIt(in *inode, exts []extent, size int) bool {
 	}
 	cost := c.metaLen(in, len(exts))
 	for i, e := range exts {
+		if e.fragment {
+			cost += e.csize / 3 // compressed with the other tails
+			continue
+		}
 		if i == len(exts)-1 && c.ztail && e.csize < bs {
 			cost += e.csize
 			continue

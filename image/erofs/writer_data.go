@@ -7,6 +7,7 @@ import (
 
 	"github.com/closurefs/closurefs/image"
 	"github.com/closurefs/closurefs/internal/pipeline"
+	"golang.org/x/sys/unix"
 )
 
 // chunkSize is the unit of work of the data pipeline: files larger than
@@ -48,7 +49,7 @@ func (wr *Writer) writeData(ctx context.Context, h io.Writer) error {
 		if c.off == 0 && c.last {
 			out.raw = buf
 		}
-		out.data, out.ext, err = wr.comp.compressSegment(buf, c.off, c.last)
+		out.data, out.ext, err = wr.comp.compressSegment(buf, c.off, c.last, wr.comp.frags && c.in != wr.packed)
 		if err != nil {
 			return out, fmt.Errorf("%s: %w", c.in.n.Path(), err)
 		}
@@ -110,6 +111,31 @@ func (wr *Writer) writeData(ctx context.Context, h io.Writer) error {
 	}
 	if err != nil {
 		return err
+	}
+	if len(wr.packedData) > 0 {
+		// The packed inode: all fragments, compressed as one file.
+		data := wr.packedData
+		wr.packedData = nil
+		n := &image.Node{Name: "packed_file", Mode: 0o644, Size: int64(len(data)), Data: data, Nlink: 1}
+		in := &inode{n: n, ino: uint32(len(wr.inodes) + 1), nlink: 1, mode: unix.S_IFREG | 0o644,
+			size: uint64(len(data)), mtime: wr.opts.BuildTime}
+		in.extended = in.size > 0xffffffff
+		wr.packed = in
+		wr.inodes = append(wr.inodes, in)
+		progress := wr.opts.Progress
+		wr.opts.Progress = nil
+		p := pipeline.New(ctx, jobs, work, emit)
+		for off := int64(0); off < int64(in.size) && err == nil; off += chunkSize {
+			l := min(int64(chunkSize), int64(in.size)-off)
+			err = p.Submit(chunk{in: in, off: off, n: int(l), last: off+l == int64(in.size)})
+		}
+		if cerr := p.Close(); err == nil {
+			err = cerr
+		}
+		wr.opts.Progress = progress
+		if err != nil {
+			return err
+		}
 	}
 	for _, in := range wr.inodes {
 		if in.n.IsSymlink() {

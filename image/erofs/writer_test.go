@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/closurefs/closurefs/image"
+	"golang.org/x/sys/unix"
 )
 
 // makeTestTree builds a small tree covering the layouts: empty, tiny,
@@ -208,6 +209,20 @@ func TestWriteMount(t *testing.T) {
 		{"zstd-64k-ztail", func(o *Options) { o.Compressor = "zstd"; o.PclusterSize = 65536; o.Ztailpacking = true }, false},
 		{"deflate-ztail", func(o *Options) { o.Compressor = "deflate"; o.Ztailpacking = true }, false},
 		{"deflate-64k", func(o *Options) { o.Compressor = "deflate"; o.PclusterSize = 65536 }, false},
+		{"lz4hc-ztail-frags", func(o *Options) { o.Compressor = "lz4hc"; o.Ztailpacking = true; o.Fragments = true }, false},
+		{"lz4hc-64k-frags-full", func(o *Options) {
+			o.Compressor = "lz4hc"
+			o.PclusterSize = 65536
+			o.Fragments = true
+			o.FullIndexes = true
+		}, false},
+		{"zstd-frags", func(o *Options) { o.Compressor = "zstd"; o.Fragments = true }, false},
+		{"deflate-64k-ztail-frags", func(o *Options) {
+			o.Compressor = "deflate"
+			o.PclusterSize = 65536
+			o.Ztailpacking = true
+			o.Fragments = true
+		}, false},
 	}
 	for _, keep := range []bool{false, true} {
 		tree, err := image.FromDir(src, image.Options{KeepHardLinks: keep})
@@ -215,7 +230,7 @@ func TestWriteMount(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, c := range cases {
-			if keep && c.name != "plain" && c.name != "lz4hc-ztail" {
+			if keep && c.name != "plain" && c.name != "lz4hc-ztail" && c.name != "lz4hc-ztail-frags" {
 				continue
 			}
 			t.Run(fmt.Sprintf("%s-links=%v", c.name, keep), func(t *testing.T) {
@@ -249,6 +264,7 @@ func fsckImage(t testing.TB, img, src string) {
 		t.Errorf("fsck.erofs: %v\n%s", err, out)
 		return
 	}
+	compareTrees(t, src, dst, false)
 }
 
 // TestWriteDeterministic checks that -j 1 and -j 2, and a source with
@@ -276,6 +292,7 @@ func TestWriteDeterministic(t *testing.T) {
 			o := baseOpts()
 			o.Compressor = comp
 			o.Ztailpacking = comp != ""
+			o.Fragments = comp != ""
 			o.Jobs = 1 + i%2
 			b, err := os.ReadFile(writeImage(t, tree, o))
 			if err != nil {
@@ -299,7 +316,6 @@ func TestWriteRejects(t *testing.T) {
 		{Compressor: "lzo"},
 		{Compressor: "lz4", Level: 5},
 		{Compressor: "lz4hc", PclusterSize: 5000},
-		{Fragments: true, Compressor: "lz4hc"},
 		{Label: "a label longer than sixteen bytes"},
 	} {
 		if _, err := NewWriter(nil, o); err == nil {
@@ -328,5 +344,57 @@ func BenchmarkWriteLZ4HC(b *testing.B) {
 		}
 		f.Close()
 		os.Remove(f.Name())
+	}
+}
+
+// TestWriteXattrsDevices checks inline xattrs (several name indexes) and
+// device nodes through the kernel.
+func TestWriteXattrsDevices(t *testing.T) {
+	needMount(t)
+	src := filepath.Join(t.TempDir(), "src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(src, "f")
+	if err := os.WriteFile(f, []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"user.one": "1", "user.two": strings.Repeat("v", 300), "trusted.t": "tv"}
+	for k, v := range want {
+		if err := unix.Lsetxattr(f, k, []byte(v), 0); err != nil {
+			t.Skipf("setxattr %s: %v", k, err)
+		}
+	}
+	dev := filepath.Join(src, "null")
+	if err := unix.Mknod(dev, unix.S_IFCHR|0o644, int(unix.Mkdev(1, 3))); err != nil {
+		t.Fatal(err)
+	}
+	blk := filepath.Join(src, "blk")
+	if err := unix.Mknod(blk, unix.S_IFBLK|0o600, int(unix.Mkdev(259, 70000))); err != nil {
+		t.Fatal(err)
+	}
+	tree, err := image.FromDir(src, image.Options{Xattrs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, comp := range []string{"", "lz4"} {
+		o := baseOpts()
+		o.Compressor = comp
+		mnt := kmount(t, writeImage(t, tree, o))
+		compareTrees(t, src, mnt, false)
+		for k, v := range want {
+			buf := make([]byte, 1024)
+			n, err := unix.Lgetxattr(filepath.Join(mnt, "f"), k, buf)
+			if err != nil || string(buf[:n]) != v {
+				t.Errorf("%q: xattr %s = %q (%v), want %q", comp, k, buf[:max(n, 0)], err, v)
+			}
+		}
+		for _, d := range []string{"null", "blk"} {
+			var a, b unix.Stat_t
+			unix.Lstat(filepath.Join(src, d), &a)
+			if err := unix.Lstat(filepath.Join(mnt, d), &b); err != nil || a.Rdev != b.Rdev || a.Mode != b.Mode {
+				t.Errorf("%s: rdev %x mode %o (%v), want %x %o", d, b.Rdev, b.Mode, err, a.Rdev, a.Mode)
+			}
+		}
 	}
 }

@@ -284,25 +284,25 @@ func (rd *Reader) loadTables() error {
 	if sb.IDs == 0 {
 		return errors.New("squashfs: id table is empty")
 	}
-	idx, err := rd.readIndex("id table", sb.IDTable, uint64(sb.IDs), 4)
+	idx, err := rd.readIndex("id table", sb.IDTable, uint64(sb.IDs), idEntrySize)
 	if err != nil {
 		return err
 	}
 	rd.ids = make([]uint32, 0, sb.IDs)
 	for i := range uint64(sb.IDs) {
-		b, err := rd.tableEntry("id table", idx, sb.IDTable, i, 4)
+		b, err := rd.tableEntry("id table", idx, sb.IDTable, i, idEntrySize)
 		if err != nil {
 			return err
 		}
 		rd.ids = append(rd.ids, binary.LittleEndian.Uint32(b))
 	}
 	if sb.FragTable != NoTable && sb.Fragments > 0 {
-		if rd.fragIndex, err = rd.readIndex("fragment table", sb.FragTable, uint64(sb.Fragments), 16); err != nil {
+		if rd.fragIndex, err = rd.readIndex("fragment table", sb.FragTable, uint64(sb.Fragments), fragEntrySize); err != nil {
 			return err
 		}
 	}
 	if sb.ExportTable != NoTable {
-		if rd.exportIdx, err = rd.readIndex("export table", sb.ExportTable, uint64(sb.Inodes), 8); err != nil {
+		if rd.exportIdx, err = rd.readIndex("export table", sb.ExportTable, uint64(sb.Inodes), exportEntry); err != nil {
 			return err
 		}
 	}
@@ -317,7 +317,7 @@ func (rd *Reader) loadTables() error {
 			return fmt.Errorf("squashfs: xattr key/value table at %#x outside the image or after its id table at %#x", rd.xattrKV, sb.XattrTable)
 		}
 		if rd.xattrCount > 0 {
-			if rd.xattrIdx, err = rd.readIndex("xattr id table", sb.XattrTable+16, uint64(rd.xattrCount), 16); err != nil {
+			if rd.xattrIdx, err = rd.readIndex("xattr id table", sb.XattrTable+16, uint64(rd.xattrCount), xattrIDSize); err != nil {
 				return err
 			}
 		}
@@ -392,7 +392,7 @@ func (rd *Reader) fragment(i uint32) (start uint64, size uint32, err error) {
 	if i >= rd.sb.Fragments || rd.fragIndex == nil {
 		return 0, 0, fmt.Errorf("squashfs: fragment index %d out of range (%d fragments)", i, rd.sb.Fragments)
 	}
-	b, err := rd.tableEntry("fragment table", rd.fragIndex, rd.sb.FragTable, uint64(i), 16)
+	b, err := rd.tableEntry("fragment table", rd.fragIndex, rd.sb.FragTable, uint64(i), fragEntrySize)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -428,7 +428,7 @@ func (rd *Reader) InodeRefByNumber(ino uint32) (uint64, error) {
 	if ino == 0 || ino > rd.sb.Inodes {
 		return 0, fmt.Errorf("squashfs: inode number %d out of range 1-%d", ino, rd.sb.Inodes)
 	}
-	b, err := rd.tableEntry("export table", rd.exportIdx, rd.sb.ExportTable, uint64(ino-1), 8)
+	b, err := rd.tableEntry("export table", rd.exportIdx, rd.sb.ExportTable, uint64(ino-1), exportEntry)
 	if err != nil {
 		return 0, err
 	}

@@ -290,7 +290,6 @@ type dir struct {
 	fi   *fileInfo
 	name string
 	d    *DirReader
-	eof  bool
 }
 
 func (d *dir) Stat() (fs.FileInfo, error) { return d.fi, nil }

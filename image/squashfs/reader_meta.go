@@ -127,18 +127,6 @@ func (c *cursor) u32() (uint32, error) {
 	return binary.LittleEndian.Uint32(b), nil
 }
 
-// skip advances n bytes.
-func (c *cursor) skip(n uint64) error {
-	for n > 0 {
-		k := min(n, 64)
-		if _, err := c.read(int(k)); err != nil {
-			return err
-		}
-		n -= k
-	}
-	return nil
-}
-
 // wrapErr prefixes err with "squashfs: " unless it already is, or it is
 // io.EOF or fs.ErrNotExist, which callers compare with ==.
 func wrapErr(err error) error {

@@ -433,6 +433,7 @@ func TestReadMksquashfs(t *testing.T) {
 			img := mkImage(t, src, "mksquashfs", tc.args...)
 			r := openImage(t, img)
 			compareTree(t, src, r, tc.o)
+			checkExportTable(t, r)
 		})
 	}
 }
@@ -456,7 +457,51 @@ func TestReadGensquashfs(t *testing.T) {
 			img := mkImage(t, src, "gensquashfs", tc.args...)
 			r := openImage(t, img)
 			compareTree(t, src, r, o)
+			checkExportTable(t, r)
 		})
+	}
+}
+
+// checkExportTable checks that the export table, when present, maps the
+// inode number of every entry to its inode reference.
+func checkExportTable(t *testing.T, r *Reader) {
+	t.Helper()
+	if !r.Info().ExportTable {
+		if _, err := r.InodeRefByNumber(1); err == nil {
+			t.Error("InodeRefByNumber works without an export table")
+		}
+		return
+	}
+	root, err := r.Inode(r.RootRef())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	stack := []*Inode{root}
+	for len(stack) > 0 {
+		dir := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		ents, err := r.ReadDirAll(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			ref, err := r.InodeRefByNumber(e.Ino)
+			if err != nil || ref != e.Ref {
+				t.Fatalf("%s: InodeRefByNumber(%d) = %s, %v; want %s", e.Name, e.Ino, refString(ref), err, refString(e.Ref))
+			}
+			n++
+			if e.Type == TypeDir {
+				in, err := r.EntryInode(dir, e)
+				if err != nil {
+					t.Fatal(err)
+				}
+				stack = append(stack, in)
+			}
+		}
+	}
+	if n < 10 {
+		t.Fatalf("checked only %d export table entries", n)
 	}
 }
 
@@ -464,10 +509,7 @@ func TestFSTest(t *testing.T) {
 	src := makeTree(t, treeOpts{special: isRoot()})
 	img := mkImage(t, src, "mksquashfs", "-comp", "zstd", "-b", "4096")
 	r := openImage(t, img)
-	var want []string
-	for _, n := range []string{"small", "sub/hard2", "bigdir/entry-01000-with-a-longish-name-to-fill-blocks", "link-dir", "sparse"} {
-		want = append(want, n)
-	}
+	want := []string{"small", "sub/hard2", "bigdir/entry-01000-with-a-longish-name-to-fill-blocks", "link-dir", "sparse"}
 	if err := fstest.TestFS(r, want...); err != nil {
 		t.Fatal(err)
 	}

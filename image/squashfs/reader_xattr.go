@@ -26,7 +26,7 @@ func (rd *Reader) xattrs(id uint32) ([]image.Xattr, error) {
 	if id >= rd.xattrCount {
 		return nil, fmt.Errorf("out of range (%d xattr ids)", rd.xattrCount)
 	}
-	b, err := rd.tableEntry("xattr id table", rd.xattrIdx, rd.sb.XattrTable, uint64(id), 16)
+	b, err := rd.tableEntry("xattr id table", rd.xattrIdx, rd.sb.XattrTable, uint64(id), xattrIDSize)
 	if err != nil {
 		return nil, err
 	}

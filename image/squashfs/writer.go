@@ -446,6 +446,24 @@ type tail struct {
 	n    *image.Node
 	fd   *fileData
 	size int
+	head [4]byte // the tail's first bytes, for ordering
+}
+
+// readHead reads the first bytes of tl's tail into tl.head.
+func (s *state) readHead(tl *tail) error {
+	if s.ctx.Err() != nil {
+		return s.ctx.Err()
+	}
+	f, err := tl.n.Open()
+	if err != nil {
+		return fmt.Errorf("squashfs: %w", err)
+	}
+	defer f.Close()
+	k, err := f.ReadAt(tl.head[:min(tl.size, len(tl.head))], tl.n.Size-int64(tl.size))
+	if k < min(tl.size, len(tl.head)) {
+		return fmt.Errorf("squashfs: %s: %w", tl.n.Path(), changed(err))
+	}
+	return nil
 }
 
 // writeData writes the data blocks of every distinct file in walk order,
@@ -526,11 +544,20 @@ func (s *state) packFragments(p *pipeline.Ordered[*block, *block], tails []tail)
 	if len(tails) == 0 {
 		return nil
 	}
+	// The first bytes of each tail (a file type's magic number, most
+	// often) refine the grouping.
+	for i := range tails {
+		if err := s.readHead(&tails[i]); err != nil {
+			return err
+		}
+	}
 	sort.SliceStable(tails, func(i, j int) bool {
 		a, b := tails[i].n.Name, tails[j].n.Name
-		ea, eb := ext(a), ext(b)
-		if ea != eb {
+		if ea, eb := ext(a), ext(b); ea != eb {
 			return ea < eb
+		}
+		if ha, hb := string(tails[i].head[:]), string(tails[j].head[:]); ha != hb {
+			return ha < hb
 		}
 		return a < b
 	})

@@ -354,9 +354,11 @@ func (b *metaBuilder) writeDir(d *image.Node, parent uint32) (inodeInfo, error) 
 		return inodeInfo{}, err
 	}
 	fileSize := listing + 3
-	// Extended when it must be, and (as gensquashfs does) for directories
-	// of 256 entries or more, which get an index entry per header.
-	ext := xi != NoXattr || fileSize > 0xffff || startRef>>16 >= 1<<32 || len(ents) >= maxDirEntries
+	// Extended only when it must be (as gensquashfs 1.2 decides, so
+	// sqfsdiff sees the same types): xattrs, a listing too large for the
+	// basic inode's u16 size, or a far directory table. Extended
+	// directories carry an index entry per header for fast lookups.
+	ext := xi != NoXattr || fileSize > 0xffff || startRef>>16 >= 1<<32
 	var index []byte
 	nindex := 0
 	for _, r := range runs {

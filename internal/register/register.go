@@ -41,7 +41,7 @@ func CmdlineParams(cmdline string) []string {
 		case c == '"':
 			inQuote = !inQuote
 			have = true
-		case !inQuote && (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == 0):
+		case !inQuote && (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f' || c == 0):
 			if have {
 				params = append(params, cur.String())
 				cur.Reset()

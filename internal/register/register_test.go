@@ -104,3 +104,31 @@ func TestLoadDBFailurePassedOn(t *testing.T) {
 		t.Errorf("error %v", err)
 	}
 }
+
+func FuzzCmdlineParams(f *testing.F) {
+	f.Add("console=ttyS0 regInfo=/nix/store/x-closure-info/registration quiet\n")
+	f.Add(`a "b c" d="e f"  g`)
+	f.Add(`"unterminated quote regInfo=/x`)
+	f.Add("\x00\t\r\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		params := CmdlineParams(s)
+		for _, p := range params {
+			if strings.ContainsAny(p, "\"") {
+				t.Errorf("parameter %q keeps a quote", p)
+			}
+			if len(p) > len(s) {
+				t.Errorf("parameter %q longer than the input", p)
+			}
+		}
+		// Without quotes, splitting is plain field splitting.
+		ascii := true
+		for i := 0; i < len(s); i++ {
+			ascii = ascii && s[i] < 0x80
+		}
+		if ascii && !strings.ContainsAny(s, "\"\x00") {
+			if want := strings.Fields(s); !slices.Equal(params, want) && !(len(params) == 0 && len(want) == 0) {
+				t.Errorf("CmdlineParams(%q) = %q, want %q", s, params, want)
+			}
+		}
+	})
+}

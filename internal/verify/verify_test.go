@@ -253,8 +253,8 @@ func (f *faultyFS) Open(name string) (fs.File, error) {
 
 func (f *faultyFile) Read(b []byte) (int, error) {
 	if f.f.panic {
-		var m map[string]int
-		m["boom"]++ // a reader bug
+		var b []byte
+		_ = b[len(f.f.bad)] // a reader bug: index out of range
 	}
 	return 0, errors.New("decompression failed: corrupt block")
 }

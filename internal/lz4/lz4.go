@@ -1,0 +1,246 @@
+// Package lz4 is an LZ4 block encoder that chooses its sequences by
+// optimal parsing (minimum encoded size over the block, given the
+// matches found by a hash-chain search), for users that need smaller raw
+// LZ4 blocks than a greedy high-compression encoder gives, such as EROFS
+// images, whose pclusters are decompressed by the kernel's LZ4 decoder.
+//
+// Blocks obey the LZ4 block format's end rules (the last match starts at
+// least 12 bytes before the end and the last 5 bytes are literals), so
+// every LZ4 decoder, including the kernel's, accepts them.
+package lz4
+
+import (
+	"encoding/binary"
+	"math/bits"
+)
+
+const (
+	minMatch    = 4
+	lastLits    = 5  // the last 5 bytes are always literals
+	mfLimit     = 12 // a match starts at least 12 bytes before the end
+	maxDistance = 65535
+	// sufficientLen: a match this long is taken without looking at the
+	// positions it covers.
+	sufficientLen = 64
+)
+
+// Encoder compresses raw LZ4 blocks. Its zero value is ready to use with
+// the default search depth. An Encoder keeps scratch space between calls
+// and must not be used concurrently.
+type Encoder struct {
+	// Depth is the number of hash-chain candidates examined per position
+	// (default 64).
+	Depth int
+
+	head  []int32
+	prev  []int32
+	price []int32
+	step  []seqStep
+}
+
+// seqStep records how the cheapest parse reaches a position.
+type seqStep struct {
+	mlen int32 // 0: a literal
+	off  uint16
+}
+
+// Level returns an Encoder whose search depth corresponds to an LZ4HC
+// compression level from 1 to 12.
+func Level(level int) *Encoder {
+	if level < 1 {
+		level = 9
+	}
+	// 2^(level-3) candidates per position: level 9 searches 64, which
+	// with optimal parsing compresses about as well as LZ4HC level 9
+	// (256 candidates, lazy parsing) at a fraction of the search.
+	return &Encoder{Depth: 1 << max(min(level, 12)-3, 0)}
+}
+
+// Encode appends the LZ4 block of src to dst.
+func (e *Encoder) Encode(dst, src []byte) []byte {
+	n := len(src)
+	if n < mfLimit+1 {
+		return appendLiterals(dst, src)
+	}
+	depth := e.Depth
+	if depth <= 0 {
+		depth = 64
+	}
+	hbits := min(16, max(10, bits.Len(uint(n))))
+	hsize := 1 << hbits
+	if cap(e.head) < hsize {
+		e.head = make([]int32, hsize)
+	}
+	head := e.head[:hsize]
+	for i := range head {
+		head[i] = -1
+	}
+	if cap(e.prev) < n {
+		e.prev = make([]int32, n)
+		e.price = make([]int32, n+1)
+		e.step = make([]seqStep, n+1)
+	}
+	prev := e.prev[:n]
+	price := e.price[:n+1]
+	step := e.step[:n+1]
+	const inf = 1 << 30
+	for i := range price {
+		price[i] = inf
+	}
+	price[0] = 0
+	shift := uint(32 - hbits)
+	hash := func(p int) uint32 {
+		return (binary.LittleEndian.Uint32(src[p:]) * 2654435761) >> shift
+	}
+	matchEnd := n - lastLits // matches end at or before this
+	searchEnd := n - mfLimit // matches start before this
+	inserted := 0            // positions below this are in the chains
+	insert := func(upTo int) {
+		for ; inserted < upTo && inserted+4 <= n; inserted++ {
+			h := hash(inserted)
+			prev[inserted] = head[h]
+			head[h] = int32(inserted)
+		}
+	}
+	for p := 0; p < n; p++ {
+		// Literal transition (run-length bytes are ignored in the price).
+		if c := price[p] + 1; c < price[p+1] {
+			price[p+1] = c
+			step[p+1] = seqStep{}
+		}
+		if p >= searchEnd {
+			continue
+		}
+		insert(p)
+		// Longest match at p.
+		best, bestOff := 0, 0
+		maxLen := matchEnd - p
+		first := binary.LittleEndian.Uint32(src[p:])
+		h := hash(p)
+		for c, tries := head[h], depth; c >= 0 && tries > 0; c, tries = prev[c], tries-1 {
+			d := p - int(c)
+			if d > maxDistance {
+				break
+			}
+			if best >= minMatch && src[int(c)+best] != src[p+best] {
+				continue
+			}
+			if binary.LittleEndian.Uint32(src[c:]) != first {
+				continue
+			}
+			l := minMatch + commonLen(src[int(c)+minMatch:], src[p+minMatch:p+maxLen])
+			if l > best {
+				best, bestOff = l, d
+				if l >= maxLen {
+					break
+				}
+			}
+		}
+		if best < minMatch {
+			continue
+		}
+		if best >= sufficientLen {
+			// Take it: price its end only, and skip the covered positions'
+			// searches (they stay reachable as literals).
+			if c := price[p] + matchPrice(best); c < price[p+best] {
+				price[p+best] = c
+				step[p+best] = seqStep{mlen: int32(best), off: uint16(bestOff)}
+			}
+			insert(p + best)
+			for q := p + 1; q <= p+best; q++ {
+				if c := price[q-1] + 1; c < price[q] {
+					price[q] = c
+					step[q] = seqStep{}
+				}
+			}
+			p += best - 1
+			continue
+		}
+		base := price[p]
+		for l := minMatch; l <= best; l++ {
+			if c := base + matchPrice(l); c < price[p+l] {
+				price[p+l] = c
+				step[p+l] = seqStep{mlen: int32(l), off: uint16(bestOff)}
+			}
+		}
+	}
+	// Walk the cheapest parse back, then emit it forward.
+	type seq struct {
+		pos, mlen int
+		off       uint16
+	}
+	var seqs []seq
+	for p := n; p > 0; {
+		s := step[p]
+		if s.mlen == 0 {
+			p--
+			continue
+		}
+		p -= int(s.mlen)
+		seqs = append(seqs, seq{p, int(s.mlen), s.off})
+	}
+	anchor := 0
+	for i := len(seqs) - 1; i >= 0; i-- {
+		s := seqs[i]
+		dst = appendSequence(dst, src[anchor:s.pos], s.mlen, s.off)
+		anchor = s.pos + s.mlen
+	}
+	return appendLiterals(dst, src[anchor:])
+}
+
+// matchPrice is the encoded size of a match of length l with its token.
+func matchPrice(l int) int32 {
+	c := int32(3)
+	if l-minMatch >= 15 {
+		c += int32((l-minMatch-15)/255 + 1)
+	}
+	return c
+}
+
+func commonLen(a, b []byte) int {
+	n := 0
+	for len(b)-n >= 8 && len(a)-n >= 8 {
+		x := binary.LittleEndian.Uint64(a[n:]) ^ binary.LittleEndian.Uint64(b[n:])
+		if x != 0 {
+			return n + bits.TrailingZeros64(x)>>3
+		}
+		n += 8
+	}
+	for n < len(b) && n < len(a) && a[n] == b[n] {
+		n++
+	}
+	return n
+}
+
+func appendLen(dst []byte, n int) []byte {
+	for ; n >= 255; n -= 255 {
+		dst = append(dst, 255)
+	}
+	return append(dst, byte(n))
+}
+
+// appendSequence appends literals followed by a match.
+func appendSequence(dst, lits []byte, mlen int, off uint16) []byte {
+	ll, ml := len(lits), mlen-minMatch
+	tok := byte(min(ll, 15))<<4 | byte(min(ml, 15))
+	dst = append(dst, tok)
+	if ll >= 15 {
+		dst = appendLen(dst, ll-15)
+	}
+	dst = append(dst, lits...)
+	dst = append(dst, byte(off), byte(off>>8))
+	if ml >= 15 {
+		dst = appendLen(dst, ml-15)
+	}
+	return dst
+}
+
+// appendLiterals appends the final literal-only sequence.
+func appendLiterals(dst, lits []byte) []byte {
+	ll := len(lits)
+	dst = append(dst, byte(min(ll, 15))<<4)
+	if ll >= 15 {
+		dst = appendLen(dst, ll-15)
+	}
+	return append(dst, lits...)
+}
