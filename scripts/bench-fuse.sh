@@ -8,13 +8,15 @@
 #   erofs image: closurefs mount-image vs erofsfuse (if installed) vs the
 #     kernel.
 #
-# For each: a full-tree read (cat every file) and a metadata walk (find
-# -printf with lstat of every entry), cold (echo 3 > drop_caches before the
+# For each: a full-tree read (cat every file), a read of the 20 largest
+# files (the data path, few opens) and a metadata walk (find -printf with
+# lstat of every entry), cold (echo 3 > drop_caches before the
 # run) and warm (the same run again). Prints seconds and the ratio
 # reference time / closurefs time (above 1: closurefs is faster).
 #
 #   scripts/bench-fuse.sh [ROOT]        (default: the bench fixture's root)
 #   STRESS=30s scripts/bench-fuse.sh    also run the FUSE stress tests for 30s
+#   SECTIONS="view squashfs erofs"       the sections to run (default: all)
 # Needs root and /dev/fuse.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,6 +62,9 @@ timeit() {
 	e=$(date +%s.%N)
 	echo "$e - $s" | bc -l | xargs printf '%.3f'
 }
+# The 20 largest files: sequential reads with few opens, the data path alone.
+mapfile -t bigfiles < <(cd /nix/store && find "${names[@]}" -type f -printf '%s %p\n' | sort -rn | head -20 | cut -d' ' -f2-)
+readbig() { (cd "$1" && cat "${bigfiles[@]}" >/dev/null); }
 readall() { (cd "$1" && find "${names[@]}" -type f -print0 | xargs -0 -n 256 -P 4 cat >/dev/null); }
 walk() { (cd "$1" && find "${names[@]}" -printf '%s %m %n %i %l\n' >/dev/null); }
 drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
@@ -74,16 +79,19 @@ measure() {
 	drop
 	T[$key.read.cold]=$(timeit readall "$dir")
 	T[$key.read.warm]=$(timeit readall "$dir")
-	printf '  %-28s read cold %7ss warm %7ss   walk cold %7ss warm %7ss\n' "$key" \
-		"${T[$key.read.cold]}" "${T[$key.read.warm]}" "${T[$key.walk.cold]}" "${T[$key.walk.warm]}"
+	drop
+	T[$key.big.cold]=$(timeit readbig "$dir")
+	T[$key.big.warm]=$(timeit readbig "$dir")
+	printf '  %-24s read cold %7ss warm %7ss  big cold %7ss warm %7ss  walk cold %7ss warm %7ss\n' "$key" \
+		"${T[$key.read.cold]}" "${T[$key.read.warm]}" "${T[$key.big.cold]}" "${T[$key.big.warm]}" "${T[$key.walk.cold]}" "${T[$key.walk.warm]}"
 }
 # ratios REF KEY: reference time / closurefs time for every measurement.
 ratios() {
 	local ref=$1 key=$2 line="" m
-	for m in read.cold read.warm walk.cold walk.warm; do
+	for m in read.cold read.warm big.cold big.warm walk.cold walk.warm; do
 		line+=$(printf ' %s %6.2f' "$m" "$(echo "${T[$ref.$m]} / ${T[$key.$m]}" | bc -l)")
 	done
-	printf '  %-28s vs %-20s%s\n' "$key" "$ref" "$line"
+	printf '  %-24s vs %-16s%s\n' "$key" "$ref" "$line"
 }
 mnt() {
 	local d=$work/mnt.$1
@@ -91,6 +99,8 @@ mnt() {
 	echo "$d"
 }
 
+sections=${SECTIONS:-view squashfs erofs}
+if [[ " $sections " == *" view "* ]]; then
 echo "== closure view (closurefs mount) vs the native store"
 measure native /nix/store
 m=$(mnt view-pt)
@@ -106,7 +116,9 @@ ratios native view-passthrough
 ratios native view-plain
 echo "  (ratio native/closurefs: 1.00 = native speed; target >= 0.90 for passthrough reads)"
 echo
+fi
 
+if [[ " $sections " == *" squashfs "* ]]; then
 echo "== squashfs image: closurefs mount-image vs squashfuse vs the kernel"
 sq=$work/closure.sqfs
 "$cf" snapshot -q -t squashfs -o "$sq" "$root"
@@ -129,7 +141,9 @@ umount "$m"
 ratios sq-squashfuse sq-closurefs
 ratios sq-kernel sq-closurefs
 echo
+fi
 
+if [[ " $sections " == *" erofs "* ]]; then
 echo "== erofs image: closurefs mount-image vs erofsfuse vs the kernel"
 er=$work/closure.erofs
 "$cf" snapshot -q -t erofs -o "$er" "$root"
@@ -153,6 +167,7 @@ measure er-kernel "$m"
 umount "$m"
 ratios er-kernel er-closurefs
 echo
+fi
 echo "ratio: reference time / closurefs time (above 1: closurefs is faster)"
 
 if [ -n "${STRESS:-}" ]; then
