@@ -284,11 +284,9 @@ func (n *imageNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileH
 	if n.attr.Mode&syscall.S_IFMT != syscall.S_IFDIR {
 		return nil, 0, syscall.ENOTDIR
 	}
-	d := &imageDir{n: n}
-	if errno := d.rewind(); errno != 0 {
-		return nil, 0, errno
-	}
-	return d, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_CACHE_DIR, 0
+	// The directory is read on the first READDIR only: once the kernel has
+	// cached a listing, an opendir costs no work here.
+	return &imageDir{n: n}, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_CACHE_DIR, 0
 }
 
 // dirBatch is how many entries a directory stream reads at a time.
@@ -299,13 +297,14 @@ const dirBatch = 512
 // bounded memory. Offsets are entry positions: 1 and 2 are "." and "..",
 // entry i of the directory has offset i+3.
 type imageDir struct {
-	n     *imageNode
-	f     fs.ReadDirFile // nil: all entries in buf
-	buf   []fs.DirEntry
-	pos   uint64 // offset of the next entry to return
-	eof   bool
-	last  fs.DirEntry // entry returned last, for FileLookuper
-	lastN string
+	n      *imageNode
+	f      fs.ReadDirFile // nil: all entries in buf
+	buf    []fs.DirEntry
+	pos    uint64 // offset of the next entry to return
+	eof    bool
+	opened bool        // f or buf set up
+	last   fs.DirEntry // entry returned last, for FileLookuper
+	lastN  string
 }
 
 var (
@@ -320,7 +319,7 @@ func (d *imageDir) rewind() syscall.Errno {
 		d.f.Close()
 		d.f = nil
 	}
-	d.buf, d.pos, d.eof = nil, 0, false
+	d.buf, d.pos, d.eof, d.opened = nil, 0, false, true
 	f, err := d.n.root.fsys.Open(d.n.name)
 	if err != nil {
 		return toErrno(err)
@@ -363,6 +362,12 @@ func (d *imageDir) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errn
 	case 1:
 		d.pos = 2
 		return &fuse.DirEntry{Name: "..", Mode: syscall.S_IFDIR, Off: 2}, 0
+	}
+	if !d.opened {
+		if errno := d.rewind(); errno != 0 {
+			return nil, errno
+		}
+		d.pos = 2
 	}
 	if errno := d.fill(); errno != 0 {
 		return nil, errno

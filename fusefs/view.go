@@ -34,6 +34,9 @@ const (
 type ViewOptions struct {
 	// StoreDir is the store directory shown, e.g. /nix/store.
 	StoreDir string
+	// ReadDir is the physical directory holding the store paths (default
+	// StoreDir), e.g. a chroot store's or a copy's.
+	ReadDir string
 	// Source resolves closures of store paths.
 	Source closure.Source
 	// Roots are the roots as given: store paths, or symlinks leading into
@@ -92,13 +95,24 @@ func NewView(opts ViewOptions) (*View, error) {
 	if opts.Logf == nil {
 		opts.Logf = func(string, ...any) {}
 	}
+	if opts.ReadDir == "" {
+		opts.ReadDir = opts.StoreDir
+	}
 	var st syscall.Stat_t
-	if err := syscall.Stat(opts.StoreDir, &st); err != nil {
+	if err := syscall.Stat(opts.ReadDir, &st); err != nil {
 		return nil, fmt.Errorf("store directory: %w", err)
 	}
 	v := &View{opts: opts, roots: slices.Clone(opts.Roots), stop: make(chan struct{}), done: make(chan struct{}), rootDev: st.Dev}
 	v.root = &viewRoot{v: v}
 	v.passthrough.Store(!opts.NoPassthrough)
+	// At the start every root must lead to an existing store path; later
+	// a dangling root just leaves the view (until it leads somewhere).
+	rs, _ := v.resolveRoots(v.roots)
+	for _, r := range rs {
+		if r.Error != "" {
+			return nil, fmt.Errorf("root %s: %s", r.Arg, r.Error)
+		}
+	}
 	s, err := v.compute(v.roots, 0)
 	if err != nil {
 		return nil, err
@@ -114,7 +128,7 @@ func (v *View) Root() gofs.InodeEmbedder { return v.root }
 // directory's inode number).
 func (v *View) RootStableAttr() *gofs.StableAttr {
 	var st syscall.Stat_t
-	syscall.Stat(v.opts.StoreDir, &st)
+	syscall.Stat(v.opts.ReadDir, &st)
 	return &gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: v.ino(&st)}
 }
 
@@ -126,6 +140,11 @@ func (v *View) ino(st *syscall.Stat_t) uint64 {
 	}
 	d := st.Dev ^ v.rootDev
 	return st.Ino ^ (d<<32 | d>>32)
+}
+
+// physical returns where the store path p lies: in ReadDir.
+func (v *View) physical(p string) string {
+	return filepath.Join(v.opts.ReadDir, filepath.Base(p))
 }
 
 // ResolveRoot maps a root argument to a store path: lexically if it names
@@ -147,7 +166,7 @@ func (v *View) resolveRoots(args []string) ([]RootStatus, []string) {
 		r := RootStatus{Arg: a}
 		p, err := ResolveRoot(v.opts.StoreDir, a)
 		if err == nil {
-			_, err = os.Lstat(p)
+			_, err = os.Lstat(v.physical(p))
 		}
 		if err != nil {
 			r.Error = err.Error()
@@ -177,7 +196,7 @@ func (v *View) compute(args []string, gen uint64) (*viewState, error) {
 	kept := c.Paths[:0:0]
 	for _, p := range c.Paths {
 		var st syscall.Stat_t
-		if err := syscall.Lstat(p.Path, &st); err != nil {
+		if err := syscall.Lstat(v.physical(p.Path), &st); err != nil {
 			continue
 		}
 		s.modes = append(s.modes, st.Mode)
@@ -320,7 +339,7 @@ func (v *View) check() {
 	}
 	if why == "" {
 		for _, p := range s.closure.Paths {
-			if _, err := os.Lstat(p.Path); errors.Is(err, os.ErrNotExist) {
+			if _, err := os.Lstat(v.physical(p.Path)); errors.Is(err, os.ErrNotExist) {
 				why = p.Path + " disappeared"
 				break
 			}
@@ -366,7 +385,7 @@ func (r *viewRoot) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	if _, ok := s.index[name]; !ok {
 		return nil, syscall.ENOENT
 	}
-	return lookupStore(ctx, r.v, &r.Inode, filepath.Join(r.v.opts.StoreDir, name), true, out)
+	return lookupStore(ctx, r.v, &r.Inode, filepath.Join(r.v.opts.ReadDir, name), true, out)
 }
 
 // Readdir lists the closure's store paths.
@@ -382,7 +401,7 @@ func (r *viewRoot) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) 
 // Getattr returns the store directory's attributes, read-only.
 func (r *viewRoot) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	var st syscall.Stat_t
-	if err := syscall.Stat(r.v.opts.StoreDir, &st); err != nil {
+	if err := syscall.Stat(r.v.opts.ReadDir, &st); err != nil {
 		return gofs.ToErrno(err)
 	}
 	out.FromStat(&st)
@@ -400,7 +419,7 @@ func (r *viewRoot) Getxattr(ctx context.Context, attr string, dest []byte) (uint
 
 // Statfs reports the store's file system.
 func (r *viewRoot) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
-	return statfs(r.v.opts.StoreDir, out)
+	return statfs(r.v.opts.ReadDir, out)
 }
 
 func statfs(p string, out *fuse.StatfsOut) syscall.Errno {
@@ -529,18 +548,64 @@ func (n *storeNode) Flush(ctx context.Context, f gofs.FileHandle) syscall.Errno 
 	return syscall.ENOSYS
 }
 
-// OpendirHandle opens a store directory for listing.
+// OpendirHandle opens a store directory for listing. The directory itself
+// is opened on the first READDIR only: once the kernel has cached a
+// listing, an opendir costs no system call here.
 func (n *storeNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	fd, err := syscall.Open(n.path, syscall.O_DIRECTORY|syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, 0, gofs.ToErrno(err)
+	return &storeDir{path: n.path}, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_CACHE_DIR, 0
+}
+
+// storeDir is an open store directory, listed with getdents.
+type storeDir struct {
+	path string
+	ds   gofs.DirStream // nil until the first READDIR
+}
+
+var (
+	_ gofs.FileReaddirenter = (*storeDir)(nil)
+	_ gofs.FileSeekdirer    = (*storeDir)(nil)
+	_ gofs.FileReleasedirer = (*storeDir)(nil)
+)
+
+func (d *storeDir) stream() (gofs.DirStream, syscall.Errno) {
+	if d.ds == nil {
+		fd, err := syscall.Open(d.path, syscall.O_DIRECTORY|syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, gofs.ToErrno(err)
+		}
+		ds, errno := gofs.NewLoopbackDirStreamFd(fd)
+		if errno != 0 {
+			syscall.Close(fd)
+			return nil, errno
+		}
+		d.ds = ds
 	}
-	ds, errno := gofs.NewLoopbackDirStreamFd(fd)
+	return d.ds, 0
+}
+
+// Readdirent returns the next entry.
+func (d *storeDir) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	ds, errno := d.stream()
 	if errno != 0 {
-		syscall.Close(fd)
-		return nil, 0, errno
+		return nil, errno
 	}
-	return ds, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_CACHE_DIR, 0
+	return ds.(gofs.FileReaddirenter).Readdirent(ctx)
+}
+
+// Seekdir moves to an offset Readdirent returned.
+func (d *storeDir) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	ds, errno := d.stream()
+	if errno != 0 {
+		return errno
+	}
+	return ds.(gofs.FileSeekdirer).Seekdir(ctx, off)
+}
+
+// Releasedir closes the directory.
+func (d *storeDir) Releasedir(ctx context.Context, flags uint32) {
+	if d.ds != nil {
+		d.ds.Close()
+	}
 }
 
 // nixXattrs returns the user.nix.* attributes of a top-level store path.
@@ -594,5 +659,5 @@ func (n *storeNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall
 
 // Statfs reports the store's file system.
 func (n *storeNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
-	return statfs(n.v.opts.StoreDir, out)
+	return statfs(n.v.opts.ReadDir, out)
 }

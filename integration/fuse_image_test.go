@@ -188,6 +188,14 @@ func TestFuseImageBigDir(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A file with extended attributes (the store has none).
+	xf := filepath.Join(src, "xattrs")
+	os.WriteFile(xf, []byte("x"), 0o644)
+	for _, kv := range [][2]string{{"user.one", "1"}, {"user.two", "second value"}, {"trusted.three", "3"}} {
+		if err := unix.Lsetxattr(xf, kv[0], []byte(kv[1]), 0); err != nil {
+			t.Logf("setxattr %s: %v", kv[0], err)
+		}
+	}
 	dir := t.TempDir()
 	sq, ero := filepath.Join(dir, "big.sqfs"), filepath.Join(dir, "big.erofs")
 	fuseRun(t, "", "mksquashfs", src, sq, "-noappend", "-comp", "lz4", "-no-progress", "-quiet")
@@ -202,6 +210,10 @@ func TestFuseImageBigDir(t *testing.T) {
 			want := fuseList(t, filepath.Join(kmnt, "big"))
 			if len(got) != n || strings.Join(got, "/") != strings.Join(want, "/") {
 				t.Errorf("listing: %d entries, kernel %d", len(got), len(want))
+			}
+			gx, kx := fuseXattrs(filepath.Join(mnt, "xattrs")), fuseXattrs(filepath.Join(kmnt, "xattrs"))
+			if gx != kx || !strings.Contains(kx, "user.two=second value") {
+				t.Errorf("xattrs: %q, kernel %q", gx, kx)
 			}
 			// A lookup deep in the directory finds the entry and its inode.
 			// (Relative to the root's: see fuseScan.)

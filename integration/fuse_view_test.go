@@ -145,6 +145,23 @@ func TestFuseViewFixture(t *testing.T) {
 	}
 }
 
+// TestFuseViewReadDir serves the fixture from the optimised store (hard
+// links) with --read-dir, resolving the closure from that store's database.
+func TestFuseViewReadDir(t *testing.T) {
+	fuseNeed(t)
+	f := fixture.Get(t)
+	mnt := t.TempDir()
+	fuseStart(t, mnt, "mount", "--db", f.OptDB, "--read-dir", f.OptStoreDir, f.Root, mnt)
+	want := fuseClosureNames(t, f.Root)
+	if got := fuseList(t, mnt); !slices.Equal(got, want) {
+		t.Fatalf("listing: got %d names, want %d", len(got), len(want))
+	}
+	for _, key := range []string{"identical-a", "identical-b", "dag-top", "symlinks"} {
+		n := filepath.Base(f.Named[key])
+		fuseCompare(t, filepath.Join(mnt, n), filepath.Join(f.OptStoreDir, n), fuseCmpOpts{ino: true, nlink: true, owner: true, mtime: true})
+	}
+}
+
 // TestFuseViewLive flips a root symlink and deletes a store path, and
 // checks that the view follows while an open file stays readable.
 func TestFuseViewLive(t *testing.T) {

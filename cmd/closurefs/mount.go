@@ -214,7 +214,8 @@ and the view switches at once, while open files keep working. Each store
 path (except those that are symlinks: the kernel allows no user.* xattrs on
 symlinks) carries the xattrs user.nix.nar-hash, user.nix.nar-size,
 user.nix.references and user.nix.referrers (within the view).
-'closurefs ctl MOUNTPOINT ...' controls a running view.`,
+'closurefs ctl MOUNTPOINT ...' controls a running view. With --read-dir the
+store paths are served from that directory (e.g. a chroot store's).`,
 		setup: func(fs *pflag.FlagSet, e *env) func([]string) error {
 			var d daemonFlags
 			var sf sourceFlags
@@ -244,7 +245,7 @@ user.nix.references and user.nix.referrers (within the view).
 					}
 					defer done()
 					v, err := fusefs.NewView(fusefs.ViewOptions{
-						StoreDir: sf.storeDir, Source: src, Roots: roots, NoPassthrough: *noPT,
+						StoreDir: sf.storeDir, ReadDir: sf.readDir, Source: src, Roots: roots, NoPassthrough: *noPT,
 						Interval: *interval, Logf: logger.Printf,
 					})
 					if err != nil {

@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# bench-fuse.sh: the FUSE file systems of closurefs side by side with their
+# references on the bench fixture closure (~700 MB), one run each:
+#
+#   closure view (closurefs mount, passthrough and plain reads) vs the
+#     native store directory;
+#   squashfs image: closurefs mount-image vs squashfuse vs the kernel;
+#   erofs image: closurefs mount-image vs erofsfuse (if installed) vs the
+#     kernel.
+#
+# For each: a full-tree read (cat every file), a read of the 20 largest
+# files (the data path, few opens) and a metadata walk (find -printf with
+# lstat of every entry), cold (echo 3 > drop_caches before the
+# run) and warm (the same run again). Prints seconds and the ratio
+# reference time / closurefs time (above 1: closurefs is faster).
+#
+#   scripts/bench-fuse.sh [ROOT]        (default: the bench fixture's root)
+#   STRESS=30s scripts/bench-fuse.sh    also run the FUSE stress tests for 30s
+#   SECTIONS="view squashfs erofs"       the sections to run (default: all)
+# Needs root and /dev/fuse.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ] || [ ! -e /dev/fuse ]; then
+	echo "bench-fuse.sh: needs root and /dev/fuse" >&2
+	exit 1
+fi
+root=${1:-}
+if [ -z "$root" ]; then
+	root=$(go run ./integration/cmd/mkfixture -size bench -json | sed -n 's/.*"root": "\(.*\)".*/\1/p' | head -1)
+fi
+work=$(mktemp -d /var/tmp/bench-fuse.XXXXXX)
+cleanup() {
+	local m
+	for m in "$work"/mnt.*; do
+		if mountpoint -q "$m"; then
+			umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+		fi
+	done
+	rm -rf --one-file-system "$work"
+}
+trap cleanup EXIT
+
+go build -o "$work/closurefs" ./cmd/closurefs
+cf=$work/closurefs
+
+mapfile -t paths < <(nix-store -qR "$root")
+names=()
+for p in "${paths[@]}"; do names+=("$(basename "$p")"); done
+bytes=$(du -scb --apparent-size "${paths[@]}" | tail -1 | cut -f1)
+files=$(find "${paths[@]}" -type f | wc -l)
+echo "closure: $root"
+echo "  ${#paths[@]} store paths, $files files, $((bytes / 1048576)) MiB; $(nproc) CPUs; kernel $(uname -r)"
+echo "  load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (FUSE round trips suffer most from a busy machine)"
+echo
+
+# timeit CMD...: prints the wall time of CMD in seconds.
+timeit() {
+	local s e
+	s=$(date +%s.%N)
+	"$@" >/dev/null 2>&1
+	e=$(date +%s.%N)
+	echo "$e - $s" | bc -l | xargs printf '%.3f'
+}
+# The 20 largest files: sequential reads with few opens, the data path alone.
+mapfile -t bigfiles < <(cd /nix/store && find "${names[@]}" -type f -printf '%s %p\n' | sort -rn | head -20 | cut -d' ' -f2-)
+readbig() { (cd "$1" && cat "${bigfiles[@]}" >/dev/null); }
+readall() { (cd "$1" && find "${names[@]}" -type f -print0 | xargs -0 -n 256 -P 4 cat >/dev/null); }
+walk() { (cd "$1" && find "${names[@]}" -printf '%s %m %n %i %l\n' >/dev/null); }
+drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+
+declare -A T
+# measure KEY DIR: cold and warm read and walk over DIR.
+measure() {
+	local key=$1 dir=$2
+	drop
+	T[$key.walk.cold]=$(timeit walk "$dir")
+	T[$key.walk.warm]=$(timeit walk "$dir")
+	drop
+	T[$key.read.cold]=$(timeit readall "$dir")
+	T[$key.read.warm]=$(timeit readall "$dir")
+	drop
+	T[$key.big.cold]=$(timeit readbig "$dir")
+	T[$key.big.warm]=$(timeit readbig "$dir")
+	printf '  %-24s read cold %7ss warm %7ss  big cold %7ss warm %7ss  walk cold %7ss warm %7ss\n' "$key" \
+		"${T[$key.read.cold]}" "${T[$key.read.warm]}" "${T[$key.big.cold]}" "${T[$key.big.warm]}" "${T[$key.walk.cold]}" "${T[$key.walk.warm]}"
+}
+# ratios REF KEY: reference time / closurefs time for every measurement.
+ratios() {
+	local ref=$1 key=$2 line="" m
+	for m in read.cold read.warm big.cold big.warm walk.cold walk.warm; do
+		line+=$(printf ' %s %6.2f' "$m" "$(echo "${T[$ref.$m]} / ${T[$key.$m]}" | bc -l)")
+	done
+	printf '  %-24s vs %-16s%s\n' "$key" "$ref" "$line"
+}
+mnt() {
+	local d=$work/mnt.$1
+	mkdir -p "$d"
+	echo "$d"
+}
+
+sections=${SECTIONS:-view squashfs erofs}
+if [[ " $sections " == *" view "* ]]; then
+echo "== closure view (closurefs mount) vs the native store"
+measure native /nix/store
+m=$(mnt view-pt)
+"$cf" mount --background --log "$work/view-pt.log" "$root" "$m"
+grep -o 'file reads: [^;]*' "$work/view-pt.log" | sed 's/^/  /'
+measure view-passthrough "$m"
+umount "$m"
+m=$(mnt view-plain)
+"$cf" mount --background --no-passthrough "$root" "$m"
+measure view-plain "$m"
+umount "$m"
+ratios native view-passthrough
+ratios native view-plain
+echo "  (ratio native/closurefs: 1.00 = native speed; target >= 0.90 for passthrough reads)"
+echo
+fi
+
+if [[ " $sections " == *" squashfs "* ]]; then
+echo "== squashfs image: closurefs mount-image vs squashfuse vs the kernel"
+sq=$work/closure.sqfs
+"$cf" snapshot -q -t squashfs -o "$sq" "$root"
+echo "  image: $(stat -c %s "$sq") bytes (closurefs snapshot -t squashfs)"
+m=$(mnt sq-cf)
+"$cf" mount-image --background "$sq" "$m"
+measure sq-closurefs "$m"
+umount "$m"
+m=$(mnt sq-squashfuse)
+sqfuse=squashfuse_ll # the faster, low-level squashfuse
+command -v $sqfuse >/dev/null || sqfuse=squashfuse
+$sqfuse "$sq" "$m"
+echo "  squashfuse: $sqfuse"
+measure sq-squashfuse "$m"
+umount "$m"
+m=$(mnt sq-kernel)
+mount -t squashfs -o ro,loop "$sq" "$m"
+measure sq-kernel "$m"
+umount "$m"
+ratios sq-squashfuse sq-closurefs
+ratios sq-kernel sq-closurefs
+echo
+fi
+
+if [[ " $sections " == *" erofs "* ]]; then
+echo "== erofs image: closurefs mount-image vs erofsfuse vs the kernel"
+er=$work/closure.erofs
+"$cf" snapshot -q -t erofs -o "$er" "$root"
+echo "  image: $(stat -c %s "$er") bytes (closurefs snapshot -t erofs)"
+m=$(mnt er-cf)
+"$cf" mount-image --background "$er" "$m"
+measure er-closurefs "$m"
+umount "$m"
+if command -v erofsfuse >/dev/null; then
+	m=$(mnt er-erofsfuse)
+	erofsfuse "$er" "$m"
+	measure er-erofsfuse "$m"
+	umount "$m"
+	ratios er-erofsfuse er-closurefs
+else
+	echo "  erofsfuse: not installed, skipped"
+fi
+m=$(mnt er-kernel)
+mount -t erofs -o ro,loop "$er" "$m"
+measure er-kernel "$m"
+umount "$m"
+ratios er-kernel er-closurefs
+echo
+fi
+echo "ratio: reference time / closurefs time (above 1: closurefs is faster)"
+
+if [ -n "${STRESS:-}" ]; then
+	echo
+	echo "== stress: 16 readers for $STRESS per mount"
+	CLOSUREFS_FUSE_STRESS=$STRESS go test -count=1 -run 'TestFuseViewStress|TestFuseImageMount' -v ./integration/ 2>&1 |
+		grep -E 'files read|^(---|ok|FAIL)'
+fi
