@@ -554,8 +554,14 @@ func (wr *Writer) packMeta() []int64 {
 			for int64(len(used))*bs < end {
 				used = append(used, slots)
 			}
-			// The last block may have room left.
+			// Every block the item covers but the last is full now,
+			// including a partly used first block whose free slots
+			// are still listed in free (those entries go stale).
 			last := int64(len(used)) - 1
+			for b := off / bs; b < last; b++ {
+				used[b] = slots
+			}
+			// The last block may have room left.
 			if r := int((end - last*bs) / InodeSlotSize); r < slots && end > last*bs {
 				used[last] = r
 				free[slots-r] = append(free[slots-r], last)

@@ -398,3 +398,54 @@ func TestWriteXattrsDevices(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteSpanningMetadata covers an inode whose indexes span blocks and
+// start in a partly used metadata block: later inodes must not be placed
+// in that block's remaining slots (they used to overwrite the indexes).
+func TestWriteSpanningMetadata(t *testing.T) {
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "a"), []byte("small"), 0o444)
+	big := make([]byte, 8<<20)
+	for i := 0; i < len(big); i += 4096 {
+		big[i] = byte(i >> 12) // compressible, but not all zero
+	}
+	os.WriteFile(filepath.Join(src, "b-big"), big, 0o444)
+	for i := 0; i < 200; i++ {
+		os.WriteFile(filepath.Join(src, fmt.Sprintf("c%03d", i)), []byte(fmt.Sprintf("file %d\n", i)), 0o555)
+	}
+	tree, err := image.FromDir(src, image.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, comp := range []string{"lz4", "lz4hc"} {
+		for _, full := range []bool{false, true} {
+			o := baseOpts()
+			o.Compressor, o.FullIndexes = comp, full
+			img := writeImage(t, tree, o)
+			f, err := os.Open(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := Open(f)
+			if err != nil {
+				t.Fatalf("%s full=%v: open: %v", comp, full, err)
+			}
+			tree.Walk(func(n *image.Node) error {
+				if !n.IsRegular() {
+					return nil
+				}
+				got, err := fs.ReadFile(r, n.Path())
+				want, _ := os.ReadFile(n.Source)
+				if err != nil || !bytes.Equal(got, want) {
+					t.Errorf("%s full=%v: %s: %d bytes, err %v; want %d bytes", comp, full, n.Path(), len(got), err, len(want))
+				}
+				return nil
+			})
+			f.Close()
+			if os.Geteuid() == 0 && !t.Failed() {
+				needMount(t)
+				compareTrees(t, src, kmount(t, img), false)
+			}
+		}
+	}
+}
