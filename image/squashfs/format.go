@@ -186,24 +186,12 @@ func (h *inodeHeader) append(b []byte) []byte {
 // The directory file_size is the listing size + 3; start_block is relative
 // to the directory table and offset is into the uncompressed metadata block.
 
-// dirHeader precedes up to 256 directory entries that share one inode
-// metadata block.
-type dirHeader struct {
-	Count       uint32 // entries - 1
-	Start       uint32 // inode metadata block, relative to the inode table
-	InodeNumber uint32 // base inode number
-}
-
+// A directory header (count-1, inode block, base inode number; 12 bytes)
+// precedes up to 256 directory entries that share one inode metadata block.
 const dirHeaderSize = 12
 
-// dirEntry is one entry of a directory listing (8 bytes + name).
-type dirEntry struct {
-	Offset      uint16 // offset of the inode in its metadata block
-	InodeOffset int16  // inode number - header's base
-	Type        uint16 // basic inode type
-	Name        string // stored as name_size-1 u16 + bytes
-}
-
+// A directory entry is 8 bytes (inode offset in its block, inode number
+// minus the header's base, basic type, name size-1) then the name.
 const dirEntrySize = 8
 
 // fragEntry is one entry of the fragment table.

@@ -200,7 +200,6 @@ func (b *metaBuilder) writeInode(n *image.Node) (inodeInfo, error) {
 	if err != nil {
 		return inodeInfo{}, err
 	}
-	ext := xi != NoXattr || n.Nlink > 1
 	var typ uint16
 	switch {
 	case n.IsRegular():
@@ -220,7 +219,7 @@ func (b *metaBuilder) writeInode(n *image.Node) (inodeInfo, error) {
 	}
 	// Extended inodes of these types differ only by the trailing xattr
 	// index; nlink fits the basic ones.
-	ext = xi != NoXattr
+	ext := xi != NoXattr
 	t := typ
 	if ext {
 		t += 7
