@@ -537,10 +537,10 @@ func (wr *Writer) packMeta() []int64 {
 		if size > bs {
 			// Spanning item: start at the end, moving forward while
 			// its block-bound tail would cross a block boundary.
-			off := (end + bs - 1) / bs * bs
-			if in.tailLen == 0 {
-				off = end
-			} else {
+			// Start in a fresh block after every block in use, so the
+			// item overlaps no free slot another item may take.
+			off := int64(len(used)) * bs
+			if in.tailLen != 0 {
 				for {
 					ts := off + int64(wr.unalignedSize(in)) - int64(in.tailLen)
 					if ts/bs == (ts+int64(in.tailLen)-1)/bs {
