@@ -398,3 +398,33 @@ func TestWriteXattrsDevices(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteBigIndex covers metadata items larger than a block: a file
+// whose compact indexes exceed 4 KiB among many small inlined files.
+func TestWriteBigIndex(t *testing.T) {
+	needMount(t)
+	src := filepath.Join(t.TempDir(), "src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	for i := 0; b.Len() < 10<<20; i++ {
+		fmt.Fprintf(&b, "<p id=%d>entry %d of the big index test</p>\n", i, i*7%1000)
+	}
+	if err := os.WriteFile(filepath.Join(src, "big.html"), b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 200; i++ {
+		if err := os.WriteFile(filepath.Join(src, fmt.Sprintf("small-%03d", i)), bytes.Repeat([]byte{byte(i)}, 100+i*13), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tree, err := image.FromDir(src, image.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := baseOpts()
+	o.Compressor = "lz4hc"
+	o.Ztailpacking = true
+	compareTrees(t, src, kmount(t, writeImage(t, tree, o)), false)
+}
