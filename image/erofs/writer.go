@@ -537,10 +537,10 @@ func (wr *Writer) packMeta() []int64 {
 		if size > bs {
 			// Spanning item: start at the end, moving forward while
 			// its block-bound tail would cross a block boundary.
-			off := (end + bs - 1) / bs * bs
-			if in.tailLen == 0 {
-				off = end
-			} else {
+			// Start in a fresh block after every block in use, so the
+			// item overlaps no free slot another item may take.
+			off := int64(len(used)) * bs
+			if in.tailLen != 0 {
 				for {
 					ts := off + int64(wr.unalignedSize(in)) - int64(in.tailLen)
 					if ts/bs == (ts+int64(in.tailLen)-1)/bs {
@@ -554,13 +554,7 @@ func (wr *Writer) packMeta() []int64 {
 			for int64(len(used))*bs < end {
 				used = append(used, slots)
 			}
-			// Every block the item covers but the last is full now,
-			// including a partly used first block whose free slots
-			// are still listed in free (those entries go stale).
 			last := int64(len(used)) - 1
-			for b := off / bs; b < last; b++ {
-				used[b] = slots
-			}
 			// The last block may have room left.
 			if r := int((end - last*bs) / InodeSlotSize); r < slots && end > last*bs {
 				used[last] = r

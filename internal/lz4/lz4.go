@@ -24,6 +24,9 @@ const (
 	sufficientLen = 64
 	// niceLen: the lazy encoder stops searching at a match this long.
 	niceLen = 128
+	// maxMatch bounds the length of one match (longer ones are split),
+	// so a search never scans more than this.
+	maxMatch = 1 << 16
 )
 
 // Encoder compresses raw LZ4 blocks. Its zero value is ready to use with
@@ -130,7 +133,7 @@ func (e *Encoder) Encode(dst, src []byte) []byte {
 		insert(p)
 		// Longest match at p.
 		best, bestOff := 0, 0
-		maxLen := matchEnd - p
+		maxLen := min(matchEnd-p, maxMatch)
 		first := binary.LittleEndian.Uint32(src[p:])
 		h := hash(p)
 		for c, tries := head[h], depth; c >= 0 && tries > 0; c, tries = prev[c], tries-1 {
@@ -332,7 +335,7 @@ func (e *Encoder) encodeLazy(dst, src []byte, depth, limit int) ([]byte, int) {
 	longest := func(p int) (int, int) {
 		insert(p)
 		best, bestOff := 0, 0
-		maxLen := matchEnd - p
+		maxLen := min(matchEnd-p, maxMatch)
 		first := binary.LittleEndian.Uint32(src[p:])
 		h := (first * 2654435761) >> shift
 		if b := byte(first); first == uint32(b)*0x01010101 && p > 0 && src[p-1] == b {
