@@ -73,7 +73,6 @@ type Writer struct {
 	comp    *compressor // nil for uncompressed images
 	inodes  []*inode    // in walk order, one per image inode
 	byNode  map[*image.Node]*inode
-	hash    [32]byte
 	dataEnd uint32 // next free block of the data area
 	packed  *inode // packed inode (fragments), nil if none
 	// packedFile collects the fragments while files are written: a
@@ -398,11 +397,6 @@ func (wr *Writer) setupSuper() {
 		wr.cfgs = append(append(wr.cfgs, l[:]...), rec...)
 		wr.sbEnd += len(wr.cfgs)
 	}
-}
-
-// blocksFor returns the number of blocks n bytes occupy.
-func (wr *Writer) blocksFor(n uint64) uint64 {
-	return (n + uint64(wr.blksz) - 1) >> wr.blkbits
 }
 
 // writeMeta lays out the metadata area (inodes, inline data, dirents),
