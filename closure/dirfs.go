@@ -4,6 +4,8 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+
+	"github.com/closurefs/closurefs/image"
 )
 
 // DirFS is a directory on disk as an fs.FS (with fs.ReadDirFS, fs.StatFS and
@@ -17,32 +19,8 @@ import (
 // kernel, as with os.DirFS.
 type DirFS string
 
-// validName is fs.ValidPath without its UTF-8 requirement.
-func validName(name string) bool {
-	if name == "." {
-		return true
-	}
-	if strings.IndexByte(name, 0) >= 0 {
-		return false
-	}
-	for {
-		i := strings.IndexByte(name, '/')
-		elem := name
-		if i >= 0 {
-			elem = name[:i]
-		}
-		if elem == "" || elem == "." || elem == ".." {
-			return false
-		}
-		if i < 0 {
-			return true
-		}
-		name = name[i+1:]
-	}
-}
-
 func (d DirFS) join(op, name string) (string, error) {
-	if !validName(name) {
+	if !image.ValidPath(name) {
 		return "", &fs.PathError{Op: op, Path: name, Err: fs.ErrInvalid}
 	}
 	return joinDir(string(d), name), nil

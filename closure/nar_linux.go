@@ -10,6 +10,7 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/closurefs/closurefs/image"
 	"golang.org/x/sys/unix"
 )
 
@@ -22,7 +23,7 @@ import (
 
 // dumpDirFS writes the NAR of name in the directory dir.
 func (e *narEncoder) dumpDirFS(dir DirFS, name string) error {
-	if !validName(name) {
+	if !image.ValidPath(name) {
 		return &fs.PathError{Op: "open", Path: name, Err: fs.ErrInvalid}
 	}
 	full := joinDir(string(dir), name)

@@ -6,6 +6,7 @@ package image
 import (
 	"io"
 	"io/fs"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -71,4 +72,32 @@ func InodeOf(fi fs.FileInfo) (ino Inode, ok bool) {
 type ReaderAtFile interface {
 	fs.File
 	io.ReaderAt
+}
+
+// ValidPath reports whether name is a valid path for an FS: fs.ValidPath
+// without its UTF-8 requirement, since Nix store paths may hold file names
+// in any encoding (NAR names are arbitrary bytes) and NAR hashing must
+// reach them. Names holding a NUL byte, which no file system stores, are
+// invalid.
+func ValidPath(name string) bool {
+	if name == "." {
+		return true
+	}
+	if strings.IndexByte(name, 0) >= 0 {
+		return false
+	}
+	for {
+		i := strings.IndexByte(name, '/')
+		elem := name
+		if i >= 0 {
+			elem = name[:i]
+		}
+		if elem == "" || elem == "." || elem == ".." {
+			return false
+		}
+		if i < 0 {
+			return true
+		}
+		name = name[i+1:]
+	}
 }

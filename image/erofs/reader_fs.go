@@ -26,7 +26,7 @@ var (
 // (relative targets only, as fstest.MapFS does; an absolute target or one
 // leaving the image is an error); the final symlink only if follow.
 func (rd *Reader) resolve(op, name string, follow bool) (*rdInode, error) {
-	if !rdValidPath(name) {
+	if !image.ValidPath(name) {
 		return nil, &fs.PathError{Op: op, Path: name, Err: fs.ErrInvalid}
 	}
 	orig := name
@@ -86,7 +86,7 @@ func (rd *Reader) walk(name string, follow bool) (in *rdInode, rest string, err 
 			if !last {
 				p = path.Join(p, name[end+1:])
 			}
-			if !rdValidPath(p) {
+			if !image.ValidPath(p) {
 				return nil, "", fmt.Errorf("symlink %s: target %q leaves the image", name[:end], t)
 			}
 			return nil, p, nil
@@ -100,28 +100,6 @@ func (rd *Reader) walk(name string, follow bool) (in *rdInode, rest string, err 
 		done = end + 1
 	}
 	return cur, "", nil
-}
-
-// rdValidPath is fs.ValidPath without its UTF-8 check: store paths may
-// hold file names in other encodings, and NAR hashing must reach them.
-func rdValidPath(name string) bool {
-	if name == "." {
-		return true
-	}
-	for {
-		i := strings.IndexByte(name, '/')
-		elem := name
-		if i >= 0 {
-			elem = name[:i]
-		}
-		if elem == "" || elem == "." || elem == ".." {
-			return false
-		}
-		if i < 0 {
-			return true
-		}
-		name = name[i+1:]
-	}
 }
 
 // checkParent verifies that directory child, found in parent, names

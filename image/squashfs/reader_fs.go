@@ -12,33 +12,11 @@ import (
 	"github.com/closurefs/closurefs/image"
 )
 
-// validPath is fs.ValidPath without its UTF-8 requirement: store paths
-// may hold file names that are not UTF-8, and NAR hashing must reach them.
-func validPath(name string) bool {
-	if name == "." {
-		return true
-	}
-	for {
-		i := strings.IndexByte(name, '/')
-		elem := name
-		if i >= 0 {
-			elem = name[:i]
-		}
-		if elem == "" || elem == "." || elem == ".." {
-			return false
-		}
-		if i < 0 {
-			return true
-		}
-		name = name[i+1:]
-	}
-}
-
 // resolve walks name from the root. Symlinks met on the way are followed
 // (relative targets only, as fstest.MapFS does; an absolute target or one
 // leaving the image is not found); the final symlink only if follow.
 func (rd *Reader) resolve(op, name string, follow bool) (*Inode, error) {
-	if !validPath(name) {
+	if !image.ValidPath(name) {
 		return nil, &fs.PathError{Op: op, Path: name, Err: fs.ErrInvalid}
 	}
 	orig := name
@@ -98,7 +76,7 @@ func (rd *Reader) walk(name string, follow bool) (in *Inode, rest string, err er
 			if !last {
 				p = path.Join(p, name[end+1:])
 			}
-			if !validPath(p) {
+			if !image.ValidPath(p) {
 				return nil, "", fmt.Errorf("symlink %s: target %q leaves the image", name[:end], t)
 			}
 			return nil, p, nil
