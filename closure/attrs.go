@@ -285,69 +285,7 @@ func lineAt(data []byte, off int64) int {
 // without structured attrs: per path its store path, an (empty) deriver line,
 // the reference count and the references.
 func parseLegacyGraph(r io.Reader, name, storeDir string) ([]PathInfo, error) {
-	lr := &lineReader{r: bufio.NewReaderSize(r, maxLineLen), file: name}
-	seen := make(map[string]int)
-	var infos []PathInfo
-	type refLine struct {
-		ref  string
-		line int
-	}
-	var refLines []refLine
-	for {
-		path, err := lr.next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-		if _, err := ParseStorePath(storeDir, path); err != nil {
-			return nil, lr.errorf("%v", err)
-		}
-		if l, dup := seen[path]; dup {
-			return nil, lr.errorf("duplicate path %s (first at line %d)", path, l)
-		}
-		seen[path] = lr.line
-		info := PathInfo{Path: path}
-		s, err := lr.need("the deriver of %s", path)
-		if err != nil {
-			return nil, err
-		}
-		if s != "" {
-			if _, err := ParseStorePath(storeDir, s); err != nil {
-				return nil, lr.errorf("deriver of %s: %v", path, err)
-			}
-		}
-		info.Deriver = s
-		if s, err = lr.need("the reference count of %s", path); err != nil {
-			return nil, err
-		}
-		n, err := parseCount(s, 31)
-		if err != nil {
-			return nil, lr.errorf("reference count of %s: %v", path, err)
-		}
-		for i := uint64(0); i < n; i++ {
-			ref, err := lr.need("reference %d of %d of %s", i+1, n, path)
-			if err != nil {
-				return nil, err
-			}
-			if _, err := ParseStorePath(storeDir, ref); err != nil {
-				return nil, lr.errorf("reference of %s: %v", path, err)
-			}
-			info.References = append(info.References, ref)
-			refLines = append(refLines, refLine{ref, lr.line})
-		}
-		slices.Sort(info.References)
-		info.References = slices.Compact(info.References)
-		infos = append(infos, info)
-	}
-	for _, rl := range refLines {
-		if _, ok := seen[rl.ref]; !ok {
-			return nil, &ParseError{File: name, Line: rl.line, Err: fmt.Errorf("reference %s is not in the graph", rl.ref)}
-		}
-	}
-	slices.SortFunc(infos, func(a, b PathInfo) int { return strings.Compare(a.Path, b.Path) })
-	return infos, nil
+	return parseRecords(r, name, storeDir, false, "graph")
 }
 
 // ReadStorePaths reads a store-paths file (writeClosure's output, one store

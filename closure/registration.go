@@ -99,6 +99,14 @@ func parseCount(s string, bits int) (uint64, error) {
 // is used in errors, which are *ParseError values with the line number.
 // The result is sorted by path, each path's references sorted.
 func ParseRegistration(r io.Reader, name, storeDir string) ([]PathInfo, error) {
+	return parseRecords(r, name, storeDir, true, "registration")
+}
+
+// parseRecords reads the records that registrations and the legacy
+// exportReferencesGraph format share: per path its store path, (withNar)
+// NAR hash and size, deriver, reference count and references. what names
+// the whole in errors ("registration", "graph").
+func parseRecords(r io.Reader, name, storeDir string, withNar bool, what string) ([]PathInfo, error) {
 	lr := &lineReader{r: bufio.NewReaderSize(r, maxLineLen), file: name}
 	var infos []PathInfo
 	seen := make(map[string]int) // path -> line
@@ -123,18 +131,20 @@ func ParseRegistration(r io.Reader, name, storeDir string) ([]PathInfo, error) {
 		}
 		seen[path] = lr.line
 		info := PathInfo{Path: path}
-		s, err := lr.need("the NAR hash of %s", path)
-		if err != nil {
-			return nil, err
-		}
-		if info.NarHash, err = ParseHash(s); err != nil {
-			return nil, lr.errorf("%v", err)
-		}
-		if s, err = lr.need("the NAR size of %s", path); err != nil {
-			return nil, err
-		}
-		if info.NarSize, err = parseCount(s, 64); err != nil {
-			return nil, lr.errorf("NAR size of %s: %v", path, err)
+		var s string
+		if withNar {
+			if s, err = lr.need("the NAR hash of %s", path); err != nil {
+				return nil, err
+			}
+			if info.NarHash, err = ParseHash(s); err != nil {
+				return nil, lr.errorf("%v", err)
+			}
+			if s, err = lr.need("the NAR size of %s", path); err != nil {
+				return nil, err
+			}
+			if info.NarSize, err = parseCount(s, 64); err != nil {
+				return nil, lr.errorf("NAR size of %s: %v", path, err)
+			}
 		}
 		if s, err = lr.need("the deriver of %s", path); err != nil {
 			return nil, err
@@ -169,7 +179,7 @@ func ParseRegistration(r io.Reader, name, storeDir string) ([]PathInfo, error) {
 	}
 	for _, rl := range refLines {
 		if _, ok := seen[rl.ref]; !ok {
-			return nil, &ParseError{File: name, Line: rl.line, Err: fmt.Errorf("reference %s is not in the registration", rl.ref)}
+			return nil, &ParseError{File: name, Line: rl.line, Err: fmt.Errorf("reference %s is not in the %s", rl.ref, what)}
 		}
 	}
 	slices.SortFunc(infos, func(a, b PathInfo) int { return strings.Compare(a.Path, b.Path) })
