@@ -113,33 +113,12 @@ func fillAttr(a *fuse.Attr, fi fs.FileInfo) {
 	a.Ctime, a.Ctimensec = a.Mtime, a.Mtimensec
 }
 
-// unixMode converts an fs.FileMode to the st_mode bits.
+// unixMode converts an fs.FileMode to st_mode bits; a type POSIX has no
+// bits for is shown as a regular file.
 func unixMode(m fs.FileMode) uint32 {
-	mode := uint32(m.Perm())
-	switch {
-	case m.IsDir():
-		mode |= syscall.S_IFDIR
-	case m&fs.ModeSymlink != 0:
-		mode |= syscall.S_IFLNK
-	case m&fs.ModeNamedPipe != 0:
-		mode |= syscall.S_IFIFO
-	case m&fs.ModeSocket != 0:
-		mode |= syscall.S_IFSOCK
-	case m&fs.ModeCharDevice != 0:
-		mode |= syscall.S_IFCHR
-	case m&fs.ModeDevice != 0:
-		mode |= syscall.S_IFBLK
-	default:
-		mode |= syscall.S_IFREG
-	}
-	if m&fs.ModeSetuid != 0 {
-		mode |= syscall.S_ISUID
-	}
-	if m&fs.ModeSetgid != 0 {
-		mode |= syscall.S_ISGID
-	}
-	if m&fs.ModeSticky != 0 {
-		mode |= syscall.S_ISVTX
+	mode, err := image.UnixMode(m)
+	if err != nil {
+		mode, _ = image.UnixMode(m &^ fs.ModeType)
 	}
 	return mode
 }

@@ -61,33 +61,7 @@ func (in *rdInode) isReg() bool     { return in.mode&syscall.S_IFMT == syscall.S
 func (in *rdInode) isSymlink() bool { return in.mode&syscall.S_IFMT == syscall.S_IFLNK }
 
 // fileMode converts the POSIX mode to an fs.FileMode.
-func (in *rdInode) fileMode() fs.FileMode {
-	m := fs.FileMode(in.mode & 0o777)
-	switch in.mode & syscall.S_IFMT {
-	case syscall.S_IFDIR:
-		m |= fs.ModeDir
-	case syscall.S_IFLNK:
-		m |= fs.ModeSymlink
-	case syscall.S_IFCHR:
-		m |= fs.ModeDevice | fs.ModeCharDevice
-	case syscall.S_IFBLK:
-		m |= fs.ModeDevice
-	case syscall.S_IFIFO:
-		m |= fs.ModeNamedPipe
-	case syscall.S_IFSOCK:
-		m |= fs.ModeSocket
-	}
-	if in.mode&syscall.S_ISUID != 0 {
-		m |= fs.ModeSetuid
-	}
-	if in.mode&syscall.S_ISGID != 0 {
-		m |= fs.ModeSetgid
-	}
-	if in.mode&syscall.S_ISVTX != 0 {
-		m |= fs.ModeSticky
-	}
-	return m
-}
+func (in *rdInode) fileMode() fs.FileMode { return image.FileMode(uint32(in.mode)) }
 
 // imageInode returns the image.Inode of in. Inode numbers are nids, as
 // the kernel reports them (st_ino of a mounted image).

@@ -207,7 +207,8 @@ func (wr *Writer) collect(t *image.Tree) error {
 		if in.nlink == 0 {
 			in.nlink = 1
 		}
-		m, err := unixMode(n.Mode)
+		m32, err := image.UnixMode(n.Mode)
+		m := uint16(m32)
 		if err != nil {
 			return fmt.Errorf("%s: %w", n.Path(), err)
 		}
@@ -244,39 +245,6 @@ func (in *inode) baseSize() int {
 		s = ExtendedInodeSize
 	}
 	return s + len(in.xattrs)
-}
-
-// unixMode converts an fs.FileMode to the 16-bit st_mode.
-func unixMode(m fs.FileMode) (uint16, error) {
-	v := uint16(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		v |= unix.S_ISUID
-	}
-	if m&fs.ModeSetgid != 0 {
-		v |= unix.S_ISGID
-	}
-	if m&fs.ModeSticky != 0 {
-		v |= unix.S_ISVTX
-	}
-	switch {
-	case m.IsRegular():
-		v |= unix.S_IFREG
-	case m.IsDir():
-		v |= unix.S_IFDIR
-	case m&fs.ModeSymlink != 0:
-		v |= unix.S_IFLNK
-	case m&fs.ModeCharDevice != 0:
-		v |= unix.S_IFCHR
-	case m&fs.ModeDevice != 0:
-		v |= unix.S_IFBLK
-	case m&fs.ModeNamedPipe != 0:
-		v |= unix.S_IFIFO
-	case m&fs.ModeSocket != 0:
-		v |= unix.S_IFSOCK
-	default:
-		return 0, fmt.Errorf("unsupported file type %v", m.Type())
-	}
-	return v, nil
 }
 
 func fileType(mode uint16) uint8 {
