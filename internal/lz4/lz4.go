@@ -267,9 +267,14 @@ func appendLiterals(dst, lits []byte) []byte {
 
 // EncodeLimit appends to dst the LZ4 block of the longest prefix of src
 // that encodes in at most limit bytes, and returns the block and the
-// length of that prefix (the "destSize" mode of LZ4). Optimal parsing
-// encoders compress src whole and keep the sequences that fit.
+// length of that prefix (the "destSize" mode of LZ4). Its work is
+// proportional to the prefix encoded, not to len(src). Optimal parsing
+// encoders compress a prefix that does not fit and keep the sequences
+// that do.
 func (e *Encoder) EncodeLimit(dst, src []byte, limit int) ([]byte, int) {
+	if limit < 1 {
+		return dst, 0 // not even an empty block fits
+	}
 	depth := e.Depth
 	if depth <= 0 {
 		depth = 256
@@ -277,13 +282,23 @@ func (e *Encoder) EncodeLimit(dst, src []byte, limit int) ([]byte, int) {
 	if !e.Optimal {
 		return e.encodeHC(dst, src, depth, limit)
 	}
+	// Encode a prefix that probably does not fit, doubling it while it
+	// does, and keep the sequences that fit.
 	start := len(dst)
-	out := e.Encode(dst, src)
-	if len(out)-start <= limit {
-		return out, len(src)
+	l := min(len(src), 4*max(limit, 64))
+	for {
+		out := e.Encode(dst, src[:l])
+		e.work += l
+		if len(out)-start <= limit {
+			if l == len(src) {
+				return out, l
+			}
+			l = min(len(src), 2*l)
+			continue
+		}
+		t, used := Truncate(out[start:], src[:l], limit)
+		return append(out[:start], t...), used
 	}
-	t, used := Truncate(out[start:], src, limit)
-	return append(out[:start], t...), used
 }
 
 // fitLiterals returns the longest literal run that encodes in room bytes.
