@@ -26,6 +26,10 @@ type MountOptions struct {
 	Logger *log.Logger
 	// Timeout is the entry, attribute and negative-lookup timeout.
 	Timeout time.Duration
+	// Immutable declares that no directory listing ever changes: the
+	// kernel is then told to open directories without asking and to keep
+	// their listings cached (see cachedDirs).
+	Immutable bool
 }
 
 // cacheTimeout is the default kernel cache timeout: contents never change
@@ -66,8 +70,16 @@ func Mount(mountpoint string, root gofs.InodeEmbedder, rootAttr *gofs.StableAttr
 			MaxBackground:        64,
 		},
 	}
-	server, err := gofs.Mount(mountpoint, root, opts)
+	raw := gofs.NewNodeFS(root, opts)
+	if o.Immutable {
+		raw = &cachedDirs{RawFileSystem: raw}
+	}
+	server, err := fuse.NewServer(raw, mountpoint, &opts.MountOptions)
 	if err != nil {
+		return nil, mountError(mountpoint, err)
+	}
+	go server.Serve()
+	if err := server.WaitMount(); err != nil {
 		return nil, mountError(mountpoint, err)
 	}
 	return server, nil

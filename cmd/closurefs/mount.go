@@ -181,7 +181,7 @@ ready.`,
 					}
 					abs, _ := filepath.Abs(img)
 					server, err := fusefs.Mount(mnt, root, root.StableAttr(), fusefs.MountOptions{
-						FsName: abs, AllowOther: d.allowOther, Debug: d.debug, Logger: logger,
+						FsName: abs, AllowOther: d.allowOther, Debug: d.debug, Logger: logger, Immutable: true,
 					})
 					if err != nil {
 						return err
