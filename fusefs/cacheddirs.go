@@ -6,8 +6,9 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
-// cachedDirs wraps the node file system of an immutable tree so that the
-// kernel never sends OPENDIR or RELEASEDIR. Its OPENDIR answers ENOSYS,
+// cachedDirs wraps a node file system whose directory listings change
+// only with an explicit invalidation, so that the kernel never sends
+// OPENDIR or RELEASEDIR. Its OPENDIR answers ENOSYS,
 // which the kernel takes as "zero-message opendir" for the rest of the
 // connection: it then opens directories itself, with their listings kept
 // in its page cache (FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR), and sends

@@ -242,7 +242,7 @@ func TestImageMountDirFS(t *testing.T) {
 		t.Fatal(err)
 	}
 	mnt := t.TempDir()
-	server, err := Mount(mnt, root, root.StableAttr(), MountOptions{FsName: src, Immutable: true})
+	server, err := Mount(mnt, root, root.StableAttr(), MountOptions{FsName: src, CachedDirs: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +326,7 @@ func TestImageMountCachedDirs(t *testing.T) {
 	}
 	var logBuf syncBuffer
 	mnt := t.TempDir()
-	server, err := Mount(mnt, root, root.StableAttr(), MountOptions{FsName: src, Immutable: true,
+	server, err := Mount(mnt, root, root.StableAttr(), MountOptions{FsName: src, CachedDirs: true,
 		Debug: true, Logger: log.New(&logBuf, "", 0)})
 	if err != nil {
 		t.Fatal(err)

@@ -26,10 +26,11 @@ type MountOptions struct {
 	Logger *log.Logger
 	// Timeout is the entry, attribute and negative-lookup timeout.
 	Timeout time.Duration
-	// Immutable declares that no directory listing ever changes: the
-	// kernel is then told to open directories without asking and to keep
-	// their listings cached (see cachedDirs).
-	Immutable bool
+	// CachedDirs tells the kernel to open directories without asking the
+	// daemon and to keep their listings cached (see cachedDirs). Use it
+	// where a listing changes only together with a NotifyContent of the
+	// directory (images never change; the closure view notifies its root).
+	CachedDirs bool
 }
 
 // cacheTimeout is the default kernel cache timeout: contents never change
@@ -71,7 +72,7 @@ func Mount(mountpoint string, root gofs.InodeEmbedder, rootAttr *gofs.StableAttr
 		},
 	}
 	raw := gofs.NewNodeFS(root, opts)
-	if o.Immutable {
+	if o.CachedDirs {
 		raw = &cachedDirs{RawFileSystem: raw}
 	}
 	server, err := fuse.NewServer(raw, mountpoint, &opts.MountOptions)
