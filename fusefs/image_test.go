@@ -5,11 +5,15 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"io/fs"
+	"log"
 	"math/rand"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -238,7 +242,7 @@ func TestImageMountDirFS(t *testing.T) {
 		t.Fatal(err)
 	}
 	mnt := t.TempDir()
-	server, err := Mount(mnt, root, root.StableAttr(), MountOptions{FsName: src})
+	server, err := Mount(mnt, root, root.StableAttr(), MountOptions{FsName: src, CachedDirs: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,4 +310,118 @@ func errorIs(err error, errno syscall.Errno) bool {
 		err = u.Unwrap()
 	}
 	return false
+}
+
+// TestImageMountCachedDirs checks the zero-message opendir of immutable
+// mounts: after the first OPENDIR (answered ENOSYS) the kernel sends none,
+// and concurrent, interrupted and repeated listings of small and big
+// directories stay complete and correct.
+func TestImageMountCachedDirs(t *testing.T) {
+	needFUSE(t)
+	src := t.TempDir()
+	makeTree(t, src, 3000)
+	root, err := NewImageRoot(dirXattrFS{os.DirFS(src).(image.FS), src}, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logBuf syncBuffer
+	mnt := t.TempDir()
+	server, err := Mount(mnt, root, root.StableAttr(), MountOptions{FsName: src, CachedDirs: true,
+		Debug: true, Logger: log.New(&logBuf, "", 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Unmount()
+
+	want := listAll(t, src)
+	// An interrupted listing leaves a handle behind; later listings of
+	// the same directory must not pick it up at the wrong offset.
+	f, err := os.Open(filepath.Join(mnt, "many"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ns, err := f.Readdirnames(100); err != nil || len(ns) != 100 {
+		t.Fatalf("partial listing: %d names, %v", len(ns), err)
+	}
+	f.Close()
+	var wg sync.WaitGroup
+	errs := make(chan string, 16)
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for round := 0; round < 2; round++ {
+				if got := listAll(t, mnt); !reflect.DeepEqual(got, want) {
+					errs <- fmt.Sprintf("listing differs from the source: %d dirs vs %d", len(got), len(want))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	if got := listAll(t, mnt)["many"]; len(got) != 3000 {
+		t.Errorf("many: %d entries, want 3000", len(got))
+	}
+	log := logBuf.String()
+	if n := strings.Count(log, ": OPENDIR "); n != 1 {
+		t.Errorf("kernel sent %d OPENDIR requests, want 1 (answered ENOSYS)", n)
+	}
+	if n := strings.Count(log, ": RELEASEDIR "); n != 0 {
+		t.Errorf("kernel sent %d RELEASEDIR requests, want 0", n)
+	}
+	if !strings.Contains(log, ": READDIRPLUS ") && !strings.Contains(log, ": READDIR ") {
+		t.Error("no READDIR requests logged: is the debug log format still \"rx N: OP\"?")
+	}
+}
+
+// listAll returns the sorted entry names of every directory below dir,
+// keyed by path relative to dir.
+func listAll(t testing.TB, dir string) map[string][]string {
+	out := map[string][]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		ents, err := os.ReadDir(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		names := make([]string, len(ents))
+		for i, e := range ents {
+			names[i] = e.Name() + ":" + e.Type().String()
+		}
+		sort.Strings(names)
+		out[rel] = names
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+	return out
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

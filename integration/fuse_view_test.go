@@ -229,6 +229,10 @@ func TestFuseViewLive(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(mnt, filepath.Base(gc))); err != nil {
 		t.Fatalf("added root %s not in the view: %v", gc, err)
 	}
+	// The kernel caches the root's listing: the switch must invalidate it.
+	if got := fuseList(t, mnt); !slices.Contains(got, filepath.Base(gc)) {
+		t.Errorf("added root %s not in the listing: %v", gc, got)
+	}
 	fuseRun(t, "", "nix-store", "--delete", gc)
 	start = time.Now()
 	for {

@@ -72,6 +72,8 @@ type Reader struct {
 
 	meta *lru[uint64, *metaBlock]
 	data *lru[dataKey, []byte]
+	// srcPool holds buffers for compressed data blocks (*[]byte).
+	srcPool sync.Pool
 	// dirs caches whole decoded listings (keyed by directory inode
 	// reference) of directories up to maxCachedListing bytes, so that
 	// lookups in big directories without an index are not linear scans.
