@@ -76,57 +76,94 @@ func (x *match) advance(k int) {
 	x.len -= k
 }
 
+// search is the state of one wider search.
+type search struct {
+	ip, low, longest int
+	first            uint32
+	best             match
+	words            int
+}
+
 // wider returns the longest match longer than longest that covers ip,
 // found on ip's hash chain and extended backwards down to low at most;
 // its len is 0 if there is none.
 func (m *hcMatcher) wider(ip, low, longest int) match {
 	m.insert(ip)
 	src, t, end := m.src, m.t, m.end
-	var best match
 	if longest >= end-low {
-		return best
+		return match{}
 	}
-	back := ip - low
 	first := binary.LittleEndian.Uint32(src[ip:])
 	idx := m.base + uint32(ip)
 	lowest := m.base
 	if idx-lowest > maxDistance {
 		lowest = idx - maxDistance
 	}
-	// A longer match covers the two bytes at low+longest-1 (as
-	// back < longest): check those first.
-	tail := binary.LittleEndian.Uint16(src[low+longest-1:])
 	c := t.head[hcHash(first)]
+	if c < lowest {
+		return match{}
+	}
+	// A longer match covers the two bytes at low+longest-1 (as ip-low <
+	// longest): a candidate at mp is only compared if the bytes at
+	// mp+qoff match those.
+	if ip-low >= longest {
+		low = ip - longest + 1
+	}
+	s := search{ip: ip, low: low, longest: longest, first: first}
+	qoff := longest - 1 - (ip - low) // >= 0
+	tail := binary.LittleEndian.Uint16(src[low+longest-1:])
+	base, chain := m.base, &t.chain
 	tries := m.depth
-	work := 0
-	for c >= lowest && tries > 0 {
+	for tries > 0 {
 		tries--
-		mp := int(c - m.base)
-		q := mp - back + longest - 1
-		if q >= 0 && binary.LittleEndian.Uint16(src[q:]) == tail && binary.LittleEndian.Uint32(src[mp:]) == first {
-			f := minMatch + commonLen(src[mp+minMatch:], src[ip+minMatch:end])
-			work += f >> 3
-			b := 0
-			for b < back && b < mp && src[ip-b-1] == src[mp-b-1] {
-				b++
-			}
-			if l := f + b; l > longest {
-				longest = l
-				best = match{ip - b, mp - b, l}
-				if l >= hcNice || (ip+f == end && b == back) || longest >= end-low {
+		d := uint32(chain[uint16(c)])
+		if binary.LittleEndian.Uint16(src[int(c-base)+qoff:]) == tail {
+			if r := m.check(&s, int(c-base)); r != 0 {
+				if r == stop {
 					break
 				}
-				tail = binary.LittleEndian.Uint16(src[low+longest-1:])
+				qoff = s.longest - 1 - (ip - low)
+				tail = binary.LittleEndian.Uint16(src[low+s.longest-1:])
 			}
 		}
-		d := uint32(t.chain[uint16(c)])
 		if c-lowest < d {
 			break
 		}
 		c -= d
 	}
-	m.work += m.depth - tries + work
-	return best
+	m.work += m.depth - tries + s.words
+	return s.best
+}
+
+// Results of check.
+const (
+	longer = 1 // a longer match
+	stop   = 2 // a match no other can beat
+)
+
+// check compares the candidate at mp with s.ip and records it in s if it
+// gives a longer match.
+//
+//go:noinline
+func (m *hcMatcher) check(s *search, mp int) int {
+	src, end, ip := m.src, m.end, s.ip
+	if binary.LittleEndian.Uint32(src[mp:]) != s.first {
+		return 0
+	}
+	f := minMatch + commonLen(src[mp+minMatch:], src[ip+minMatch:end])
+	s.words += f >> 3
+	back := ip - s.low
+	b := commonLenBack(src, ip, mp, min(back, mp))
+	l := f + b
+	if l <= s.longest {
+		return 0
+	}
+	s.longest = l
+	s.best = match{ip - b, mp - b, l}
+	if l >= hcNice || (ip+f == end && b == back) || l >= end-s.low {
+		return stop
+	}
+	return longer
 }
 
 // seqCost is the encoded size of a sequence of ll literals and a match

@@ -217,16 +217,34 @@ func matchPrice(l int) int32 {
 	return c
 }
 
+// commonLen returns the length of the common prefix of a and b.
 func commonLen(a, b []byte) int {
+	if len(a) > len(b) {
+		a = a[:len(b)]
+	}
+	b = b[:len(a)]
 	n := 0
-	for len(b)-n >= 8 && len(a)-n >= 8 {
-		x := binary.LittleEndian.Uint64(a[n:]) ^ binary.LittleEndian.Uint64(b[n:])
-		if x != 0 {
+	for ; n+8 <= len(a); n += 8 {
+		if x := binary.LittleEndian.Uint64(a[n:]) ^ binary.LittleEndian.Uint64(b[n:]); x != 0 {
 			return n + bits.TrailingZeros64(x)>>3
 		}
-		n += 8
 	}
-	for n < len(b) && n < len(a) && a[n] == b[n] {
+	for n < len(a) && a[n] == b[n] {
+		n++
+	}
+	return n
+}
+
+// commonLenBack returns the length, at most max, of the common suffix
+// of src[:i] and src[:j].
+func commonLenBack(src []byte, i, j, max int) int {
+	n := 0
+	for ; n+8 <= max; n += 8 {
+		if x := binary.LittleEndian.Uint64(src[i-n-8:]) ^ binary.LittleEndian.Uint64(src[j-n-8:]); x != 0 {
+			return n + bits.LeadingZeros64(x)>>3
+		}
+	}
+	for n < max && src[i-n-1] == src[j-n-1] {
 		n++
 	}
 	return n
