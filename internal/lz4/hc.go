@@ -52,12 +52,12 @@ func (m *hcMatcher) insert(upTo int) {
 		return
 	}
 	m.work += upTo - p
+	head, chain := &t.head, &t.chain
 	for ; p < upTo; p++ {
 		h := hcHash(binary.LittleEndian.Uint32(src[p:]))
 		idx := base + uint32(p)
-		d := min(idx-t.head[h], 65535)
-		t.chain[uint16(idx)] = uint16(d)
-		t.head[h] = idx
+		chain[uint16(idx)] = uint16(min(idx-head[h], 65535))
+		head[h] = idx
 	}
 	m.next = upTo
 }
@@ -152,8 +152,10 @@ func (m *hcMatcher) check(s *search, mp int) int {
 	}
 	f := minMatch + commonLen(src[mp+minMatch:], src[ip+minMatch:end])
 	s.words += f >> 3
-	back := ip - s.low
-	b := commonLenBack(src, ip, mp, min(back, mp))
+	back, b := ip-s.low, 0
+	if back > 0 {
+		b = commonLenBack(src, ip, mp, min(back, mp))
+	}
 	l := f + b
 	if l <= s.longest {
 		return 0
@@ -189,19 +191,26 @@ func (e *Encoder) encodeHC(dst, src []byte, depth, limit int) ([]byte, int) {
 		}
 		return appendLiterals(dst, src[:k]), k
 	}
-	if e.hc == nil || e.base > 1<<31 {
+	// Positions past maxSearch (1 GiB) are not searched: they go out
+	// as literals, so that base+position fits 32 bits.
+	const maxSearch = 1 << 30
+	if e.hc == nil {
 		e.hc = new(hcTables)
 		e.base = 1
 	}
+	if e.base > 1<<31 {
+		clear(e.hc.head[:])
+		e.base = 1
+	}
 	m := hcMatcher{src: src, t: e.hc, base: e.base, depth: depth, end: n - lastLits}
-	e.base += uint32(n) + 1
+	e.base += uint32(min(n, maxSearch)) + 1
 	room := 1 << 62 // bytes left for the rest of the block
 	maxLits := room // longest final literal run that fits
 	if limit >= 0 {
 		room = limit
 		maxLits = fitLiterals(room)
 	}
-	mflimit := n - mfLimit // matches start at or before this
+	mflimit := min(n-mfLimit, maxSearch) // matches start at or before this
 	anchor, ip := 0, 0
 
 	// emit appends x with the literals before it, if it leaves room for

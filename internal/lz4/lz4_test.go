@@ -263,3 +263,37 @@ func FuzzRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+// TestCommonLen compares the word-wise match extensions with byte loops.
+func TestCommonLen(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	src := make([]byte, 300)
+	for it := 0; it < 20000; it++ {
+		for i := range src {
+			src[i] = byte(r.IntN(2))
+		}
+		j := r.IntN(len(src))
+		i := j + 1 + r.IntN(len(src)-j)
+		if i == len(src) {
+			i--
+		}
+		if i <= j {
+			continue
+		}
+		want := 0
+		for i+want < len(src) && src[j+want] == src[i+want] {
+			want++
+		}
+		if got := commonLen(src[j:], src[i:]); got != want {
+			t.Fatalf("commonLen(src[%d:], src[%d:]) = %d, want %d", j, i, got, want)
+		}
+		max := r.IntN(j + 1)
+		want = 0
+		for want < max && src[i-want-1] == src[j-want-1] {
+			want++
+		}
+		if got := commonLenBack(src, i, j, max); got != want {
+			t.Fatalf("commonLenBack(%d, %d, %d) = %d, want %d", i, j, max, got, want)
+		}
+	}
+}
