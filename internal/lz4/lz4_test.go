@@ -297,3 +297,33 @@ func TestCommonLen(t *testing.T) {
 		}
 	}
 }
+
+// TestDeterministic checks an Encoder's output does not depend on the
+// blocks it encoded before (the erofs writer pools Encoders across
+// goroutines, and images must not depend on -j).
+func TestDeterministic(t *testing.T) {
+	ss := samples(t)
+	used := Level(9)
+	for _, s := range ss {
+		used.Encode(nil, s)
+	}
+	for i, s := range ss {
+		for _, limit := range []int{-1, 4096} {
+			var a, b []byte
+			var na, nb int
+			if limit < 0 {
+				a, b = Level(9).Encode(nil, s), used.Encode(nil, s)
+			} else {
+				a, na = Level(9).EncodeLimit(nil, s, limit)
+				b, nb = used.EncodeLimit(nil, s, limit)
+			}
+			if !bytes.Equal(a, b) || na != nb {
+				t.Fatalf("sample %d limit %d: a used Encoder gives different output", i, limit)
+			}
+			used.Encode(nil, ss[(i+3)%len(ss)])
+			if i%3 == 0 {
+				used.base = 1<<31 - uint32(i) // positions about to wrap
+			}
+		}
+	}
+}
