@@ -249,7 +249,7 @@ func FuzzRoundTrip(f *testing.F) {
 			f.Add(s, uint16(4096))
 		}
 	}
-	encs := []*Encoder{{Depth: 4}, Level(9), {Depth: 4, Optimal: true}}
+	encs := []*Encoder{{Depth: 1}, {Depth: 16}, {Depth: 4, Optimal: true}}
 	f.Fuzz(func(t *testing.T, src []byte, limit uint16) {
 		for _, e := range encs {
 			checkBlock(t, e.Encode(nil, src), src)
