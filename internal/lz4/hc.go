@@ -1,6 +1,9 @@
 package lz4
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"math/bits"
+)
 
 // The hash-chain encoder of levels 1-9. Positions are indexed by hashes
 // of their first 4 bytes: head holds the latest position of each hash,
@@ -117,8 +120,9 @@ func (m *hcMatcher) wider(ip, low, longest int) match {
 	for tries > 0 {
 		tries--
 		d := uint32(chain[uint16(c)])
-		if binary.LittleEndian.Uint16(src[int(c-base)+qoff:]) == tail {
-			if r := m.check(&s, int(c-base)); r != 0 {
+		mp := int(c - base)
+		if binary.LittleEndian.Uint16(src[mp+qoff:]) == tail && maybe(src, ip, mp, low, s.longest) {
+			if r := m.check(&s, mp); r != 0 {
 				if r == stop {
 					break
 				}
@@ -133,6 +137,17 @@ func (m *hcMatcher) wider(ip, low, longest int) match {
 	}
 	m.work += m.depth - tries + s.words
 	return s.best
+}
+
+// maybe reports whether the candidate at mp may give a match longer than
+// longest from low at most back from ip, judging by the 8 bytes from ip
+// and, when the match ends within them, the farthest byte back it would
+// need to match.
+func maybe(src []byte, ip, mp, low, longest int) bool {
+	x := binary.LittleEndian.Uint64(src[ip:]) ^ binary.LittleEndian.Uint64(src[mp:])
+	f := bits.TrailingZeros64(x) >> 3
+	need := longest + 1 - f
+	return x == 0 || f >= minMatch && (need <= 0 || need <= ip-low && need <= mp && src[ip-need] == src[mp-need])
 }
 
 // Results of check.
