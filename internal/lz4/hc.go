@@ -47,24 +47,6 @@ type hcMatcher struct {
 	work int
 }
 
-// insert adds the positions below upTo to the chains.
-func (m *hcMatcher) insert(upTo int) {
-	src, t, base := m.src, m.t, m.base
-	p := m.next
-	if p >= upTo {
-		return
-	}
-	m.work += upTo - p
-	head, chain := &t.head, &t.chain
-	for ; p < upTo; p++ {
-		h := hcHash(binary.LittleEndian.Uint32(src[p:]))
-		idx := base + uint32(p)
-		chain[uint16(idx)] = uint16(min(idx-head[h], 65535))
-		head[h] = idx
-	}
-	m.next = upTo
-}
-
 // match is a match of length len at start, copying from ref.
 type match struct {
 	start, ref, len int
@@ -91,8 +73,19 @@ type search struct {
 // found on ip's hash chain and extended backwards down to low at most;
 // its len is 0 if there is none.
 func (m *hcMatcher) wider(ip, low, longest int) match {
-	m.insert(ip)
 	src, t, end := m.src, m.t, m.end
+	// Add the positions below ip to the chains.
+	if p := m.next; p < ip {
+		head, chain, base := &t.head, &t.chain, m.base
+		for s := src[:ip+3]; p < ip; p++ {
+			h := hcHash(binary.LittleEndian.Uint32(s[p:]))
+			idx := base + uint32(p)
+			chain[uint16(idx)] = uint16(min(idx-head[h], 65535))
+			head[h] = idx
+		}
+		m.work += ip - m.next
+		m.next = ip
+	}
 	if longest >= end-low {
 		return match{}
 	}
@@ -116,12 +109,13 @@ func (m *hcMatcher) wider(ip, low, longest int) match {
 	qoff := longest - 1 - (ip - low) // >= 0
 	tail := binary.LittleEndian.Uint16(src[low+longest-1:])
 	base, chain := m.base, &t.chain
+	fwd := binary.LittleEndian.Uint64(src[ip:])
 	tries := m.depth
 	for tries > 0 {
 		tries--
 		d := uint32(chain[uint16(c)])
 		mp := int(c - base)
-		if binary.LittleEndian.Uint16(src[mp+qoff:]) == tail && maybe(src, ip, mp, low, s.longest) {
+		if binary.LittleEndian.Uint16(src[mp+qoff:]) == tail && maybe(src, fwd, ip, mp, low, s.longest) {
 			if r := m.check(&s, mp); r != 0 {
 				if r == stop {
 					break
@@ -141,10 +135,10 @@ func (m *hcMatcher) wider(ip, low, longest int) match {
 
 // maybe reports whether the candidate at mp may give a match longer than
 // longest from low at most back from ip, judging by the 8 bytes from ip
-// and, when the match ends within them, the farthest byte back it would
+// (fwd) and, when the match ends within them, the farthest byte back it would
 // need to match.
-func maybe(src []byte, ip, mp, low, longest int) bool {
-	x := binary.LittleEndian.Uint64(src[ip:]) ^ binary.LittleEndian.Uint64(src[mp:])
+func maybe(src []byte, fwd uint64, ip, mp, low, longest int) bool {
+	x := fwd ^ binary.LittleEndian.Uint64(src[mp:])
 	f := bits.TrailingZeros64(x) >> 3
 	need := longest + 1 - f
 	return x == 0 || f >= minMatch && (need <= 0 || need <= ip-low && need <= mp && src[ip-need] == src[mp-need])
