@@ -479,8 +479,8 @@ func (c *compressor) appendPack(out []byte, all []lcEntry, start, vcnt, unit int
 	// counts before it.
 	var base uint32
 	for i, e := range ents {
-		if e.typ == LclusterNonhead {
-			continue
+		if e.typ == LclusterNonhead || start+i >= len(all) {
+			continue // padding past the file's last lcluster is no head
 		}
 		var nblk uint32
 		if !big {
