@@ -26,7 +26,8 @@ type Options struct {
 	// Compressor names the compression algorithm: "" or "none" for an
 	// uncompressed image, or "lz4", "lz4hc", "zstd", "deflate".
 	Compressor string
-	// Level is the compression level; 0 selects the algorithm's default.
+	// Level is the compression level; 0 selects mkfs.erofs's default for
+	// the algorithm (lz4hc 9, zstd 3, deflate 1).
 	Level int
 	// PclusterSize is the largest physical cluster (-C), a multiple of the
 	// block size; 0 means one block.

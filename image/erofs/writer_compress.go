@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
+	"runtime"
 	"sync"
 
 	"github.com/closurefs/closurefs/internal/codec"
 	"github.com/closurefs/closurefs/internal/lz4"
+	"github.com/klauspost/compress/zstd"
 )
 
 // compressor turns file segments into pclusters.
@@ -26,6 +28,9 @@ type compressor struct {
 	// hc, when set, encodes lz4hc with the optimal-parsing encoder.
 	hcLevel int
 	hcPool  sync.Pool
+	// zenc encodes zstd pclusters, on as many goroutines at once as there
+	// are workers.
+	zenc *zstd.Encoder
 }
 
 // extent is one pcluster of a compressed file.
@@ -57,11 +62,32 @@ func newCompressor(opts Options, bs int) (*compressor, error) {
 	if name == "lz4" && opts.Level != 0 {
 		return nil, fmt.Errorf("erofs: compressor lz4 takes no level (use lz4hc)")
 	}
-	cd, err := codec.New(name, opts.Level)
+	level := opts.Level
+	if level == 0 {
+		// mkfs.erofs's defaults (lz4hc's, 9, is also the codec's).
+		switch name {
+		case "zstd":
+			level = 3
+		case "deflate":
+			level = 1
+		}
+	}
+	cd, err := codec.New(name, level)
 	if err != nil {
 		return nil, fmt.Errorf("erofs: %w", err)
 	}
 	c.codec = cd
+	if name == "zstd" {
+		// The codec's shared encoder runs one block at a time.
+		c.zenc, err = zstd.NewWriter(nil,
+			zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),
+			zstd.WithEncoderCRC(false),
+			zstd.WithEncoderConcurrency(max(opts.Jobs, runtime.GOMAXPROCS(0))),
+			zstd.WithZeroFrames(true))
+		if err != nil {
+			return nil, fmt.Errorf("erofs: zstd: %w", err)
+		}
+	}
 	if name == "lz4hc" {
 		c.hcLevel = cd.Level()
 	}
@@ -200,39 +226,7 @@ func (c *compressor) fit(dst, src []byte, capBytes int, ratio float64) ([]byte, 
 			return t, used, float64(used) / float64(capBytes), nil
 		}
 	}
-	// Other algorithms: fixed input, found by a few trials.
-	var best []byte
-	bestUsed := 0
-	l := min(len(src), guess)
-	for try := 0; try < 6 && l > 0; try++ {
-		out, err := c.codec.Compress(nil, src[:l])
-		if err != nil {
-			return nil, 0, ratio, err
-		}
-		if len(out) <= capBytes {
-			if l > bestUsed {
-				best, bestUsed = out, l
-			}
-			if l == len(src) || len(out) > capBytes*15/16 {
-				break
-			}
-			nl := min(len(src), int(float64(l)*float64(capBytes)/float64(len(out))*0.97))
-			if nl <= l {
-				break
-			}
-			l = nl
-			continue
-		}
-		nl := int(float64(l) * float64(capBytes) / float64(len(out)) * 0.95)
-		if nl <= bestUsed {
-			break
-		}
-		l = nl
-	}
-	if bestUsed == 0 {
-		return nil, 0, ratio, nil
-	}
-	return best, bestUsed, float64(bestUsed) / float64(capBytes), nil
+	return c.fitTrials(dst, src, capBytes, ratio)
 }
 
 // lz4 compresses src into a raw LZ4 block.
