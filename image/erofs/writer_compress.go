@@ -1,6 +1,7 @@
 package erofs
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -108,8 +109,9 @@ func newCompressor(opts Options, bs int) (*compressor, error) {
 // returned data holds each extent's pcluster: blocks*blksz bytes, the
 // compressed bytes right-aligned (zero padding first) or plain bytes at
 // the start. The last extent of the file's last segment is returned
-// unpadded (csize bytes) so the caller can inline it.
-func (c *compressor) compressSegment(src []byte, off int64, last, frags bool) ([]byte, []extent, error) {
+// unpadded (csize bytes) so the caller can inline it. It stops with
+// ctx's error between pclusters once ctx is done.
+func (c *compressor) compressSegment(ctx context.Context, src []byte, off int64, last, frags bool) ([]byte, []extent, error) {
 	var data []byte
 	var exts []extent
 	bs := c.blksz
@@ -118,6 +120,9 @@ func (c *compressor) compressSegment(src []byte, off int64, last, frags bool) ([
 	ratio := 3.0
 	var scratch []byte
 	for pos < len(src) {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
 		rem := src[pos:]
 		if len(rem) > c.maxExtent {
 			rem = rem[:c.maxExtent]
@@ -125,7 +130,7 @@ func (c *compressor) compressSegment(src []byte, off int64, last, frags bool) ([
 		var comp []byte
 		var used int
 		var err error
-		comp, used, ratio, err = c.fit(scratch[:0], rem, capBytes, ratio)
+		comp, used, ratio, err = c.fit(ctx, scratch[:0], rem, capBytes, ratio)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -194,7 +199,7 @@ func (c *compressor) compressSegment(src []byte, off int64, last, frags bool) ([
 // fit compresses as much of src as fits in capBytes of output and returns
 // the compressed bytes, the input length they hold and an updated
 // compression ratio estimate.
-func (c *compressor) fit(dst, src []byte, capBytes int, ratio float64) ([]byte, int, float64, error) {
+func (c *compressor) fit(ctx context.Context, dst, src []byte, capBytes int, ratio float64) ([]byte, int, float64, error) {
 	guess := int(float64(capBytes)*ratio*1.15) + 256
 	if c.alg == AlgLZ4 && c.hcLevel != 0 {
 		e, _ := c.hcPool.Get().(*lz4.Encoder)
@@ -226,7 +231,7 @@ func (c *compressor) fit(dst, src []byte, capBytes int, ratio float64) ([]byte, 
 			return t, used, float64(used) / float64(capBytes), nil
 		}
 	}
-	return c.fitTrials(dst, src, capBytes, ratio)
+	return c.fitTrials(ctx, dst, src, capBytes, ratio)
 }
 
 // lz4 compresses src into a raw LZ4 block.

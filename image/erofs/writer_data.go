@@ -49,7 +49,7 @@ func (wr *Writer) writeData(ctx context.Context, h io.Writer) error {
 		if c.off == 0 && c.last {
 			out.raw = buf
 		}
-		out.data, out.ext, err = wr.comp.compressSegment(buf, c.off, c.last, wr.comp.frags && c.in != wr.packed)
+		out.data, out.ext, err = wr.comp.compressSegment(ctx, buf, c.off, c.last, wr.comp.frags && c.in != wr.packed)
 		if err != nil {
 			return out, fmt.Errorf("%s: %w", c.in.n.Path(), err)
 		}

@@ -1,5 +1,7 @@
 package erofs
 
+import "context"
+
 // Fixed-output compression for encoders without a destination-size mode
 // (zstd, deflate): the longest prefix of the input whose compressed form
 // fits a pcluster is found by compressing trial prefixes.
@@ -26,13 +28,17 @@ func (c *compressor) trialCompress(dst, src []byte) ([]byte, error) {
 // from the previous pcluster, sizes the first trial; later trials
 // interpolate between the longest prefix that fits and the shortest that
 // does not, assuming the compressed size grows linearly with the input.
-func (c *compressor) fitTrials(dst, src []byte, capBytes int, ratio float64) ([]byte, int, float64, error) {
+// It stops with ctx's error between trials once ctx is done.
+func (c *compressor) fitTrials(ctx context.Context, dst, src []byte, capBytes int, ratio float64) ([]byte, int, float64, error) {
 	target := float64(capBytes - capBytes/fitSlack/2)
 	l := min(len(src), int(target*ratio)+1)
 	lo, hi := 0, len(src)+1 // longest fitting prefix, shortest not fitting
 	var best []byte         // compressed src[:lo]
 	spare := dst[:0]
 	for try := 0; try < fitMaxTrials; try++ {
+		if err := ctx.Err(); err != nil {
+			return nil, 0, ratio, err
+		}
 		out, err := c.trialCompress(spare, src[:l])
 		if err != nil {
 			return nil, 0, ratio, err
