@@ -40,8 +40,9 @@ type Options struct {
 	// padding them to blocks.
 	Fragments bool
 	// Dedupe asks for identical data to be stored once. Identical whole
-	// files (image.Node.Same) always share their data; pclusters are not
-	// deduplicated across different files.
+	// files (image.Node.Same) always share their data; with Dedupe (or
+	// Fragments, as mkfs.erofs does) identical pclusters are stored once
+	// too, within and across files.
 	Dedupe bool
 	// FullIndexes writes COMPRESSED_FULL (8-byte) lcluster indexes instead
 	// of compact ones.
@@ -81,9 +82,13 @@ type Writer struct {
 	packedFile *os.File
 	packedSize int64
 	incompat   uint32
-	algs       uint16
-	cfgs       []byte // compression config records
-	sbEnd      int    // end of superblock and config records
+	// pclusters maps the pclusters written so far to their block
+	// address, when identical pclusters are stored once (fragments or
+	// dedupe, as mkfs.erofs); nil otherwise.
+	pclusters map[pclusterKey]uint32
+	algs      uint16
+	cfgs      []byte // compression config records
+	sbEnd     int    // end of superblock and config records
 }
 
 // inode is the writer's record of one image inode.
@@ -146,6 +151,9 @@ func NewWriter(w io.WriterAt, opts Options) (*Writer, error) {
 			return nil, err
 		}
 		wr.comp = c
+		if opts.Fragments || opts.Dedupe {
+			wr.pclusters = make(map[pclusterKey]uint32)
+		}
 	} else if opts.PclusterSize > 0 && opts.PclusterSize != bs {
 		return nil, fmt.Errorf("erofs: a physical cluster size needs a compressor")
 	}

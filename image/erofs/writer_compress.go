@@ -267,7 +267,7 @@ func (c *compressor) finishCompressed(wr *Writer, fs *fileState, h io.Writer) er
 	}
 	if c.ztail && fs.pending != nil && len(fs.pending) < c.blksz {
 		// Inline when header, indexes and tail fit the rules.
-		metaLen := c.metaLen(in, len(exts))
+		metaLen := c.metaLen(in, len(exts), c.compact && !fs.shared)
 		if compressedHeadEnd(in.baseSize())+metaLen+len(fs.pending) <= c.blksz || len(fs.pending) <= c.blksz/2 {
 			tail = fs.pending
 			lastE.inline = true
@@ -283,7 +283,10 @@ func (c *compressor) finishCompressed(wr *Writer, fs *fileState, h io.Writer) er
 		total += e.blocks
 	}
 	in.u = total
-	if c.compact {
+	// Compact indexes count a file's pclusters in order: a file sharing
+	// pclusters with another needs full ones (as mkfs.erofs does).
+	compact := c.compact && !fs.shared
+	if compact {
 		in.layout = LayoutCompressedCompact
 	} else {
 		in.layout = LayoutCompressedFull
@@ -296,7 +299,7 @@ func (c *compressor) finishCompressed(wr *Writer, fs *fileState, h io.Writer) er
 		in.tailLen = 0
 		return nil
 	}
-	in.inline = c.encodeMeta(in, exts, tail, fragOff)
+	in.inline = c.encodeMeta(in, exts, tail, fragOff, compact)
 	in.tailLen = len(tail)
 	if tail != nil {
 		wr.incompat |= FeatureIncompatZtailpacking
@@ -308,10 +311,11 @@ func (c *compressor) finishCompressed(wr *Writer, fs *fileState, h io.Writer) er
 // start: inode and xattrs rounded up to 8.
 func compressedHeadEnd(base int) int { return (base + 7) &^ 7 }
 
-// metaLen returns the size of the map header and indexes of a file.
-func (c *compressor) metaLen(in *inode, nExt int) int {
+// metaLen returns the size of the map header and indexes of a file, with
+// compact or full indexes.
+func (c *compressor) metaLen(in *inode, nExt int, compact bool) int {
 	total := int((in.size + uint64(c.blksz) - 1) >> c.blkbits)
-	if !c.compact {
+	if !compact {
 		return MapHeaderSize + 8 + total*LclusterIndexSize
 	}
 	init4, n2, end4 := c.compactCounts(in, total)
@@ -344,7 +348,7 @@ type lcEntry struct {
 }
 
 // encodeMeta returns the map header, indexes and inline tail of a file.
-func (c *compressor) encodeMeta(in *inode, exts []extent, tail []byte, fragOff int64) []byte {
+func (c *compressor) encodeMeta(in *inode, exts []extent, tail []byte, fragOff int64, compact bool) []byte {
 	bs := uint64(c.blksz)
 	total := int((in.size + bs - 1) >> c.blkbits)
 	big := c.pclusterBlks > 1
@@ -398,7 +402,7 @@ func (c *compressor) encodeMeta(in *inode, exts []extent, tail []byte, fragOff i
 		advise |= AdviseInlinePcluster
 	}
 	var out []byte
-	if !c.compact {
+	if !compact {
 		out = make([]byte, MapHeaderSize+8+total*LclusterIndexSize, MapHeaderSize+8+total*LclusterIndexSize+len(tail))
 		for j, e := range ents {
 			x := LclusterIndex{Advise: uint16(e.typ), ClusterOfs: e.ofs, BlkAddr: e.blk}
@@ -530,7 +534,7 @@ func (c *compressor) worthIt(in *inode, exts []extent, size int) bool {
 			rawCost += bs
 		}
 	}
-	cost := c.metaLen(in, len(exts))
+	cost := c.metaLen(in, len(exts), c.compact)
 	for i, e := range exts {
 		if e.fragment {
 			cost += e.csize / 3 // compressed with the other tails

@@ -2,6 +2,7 @@ package erofs
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
 
@@ -179,6 +180,8 @@ type fileState struct {
 	// pending holds the last extent's pcluster bytes, kept back in case
 	// it is inlined (ztailpacking).
 	pending []byte
+	// shared is set once one of its pclusters is another's.
+	shared bool
 }
 
 func readChunk(n *image.Node, off int64, buf []byte) error {
@@ -241,14 +244,41 @@ func (wr *Writer) emitChunk(fs *fileState, o chunkOut, h io.Writer) error {
 			fs.ext = append(fs.ext, e)
 			continue
 		}
-		e.blkaddr = wr.dataEnd
-		if err := wr.writeAt(b, int64(wr.dataEnd)<<wr.blkbits); err != nil {
+		if err := wr.placePcluster(fs, &e, b, h); err != nil {
 			return err
 		}
-		h.Write(b)
-		wr.dataEnd += uint32(e.blocks)
 		fs.ext = append(fs.ext, e)
 	}
+	return nil
+}
+
+// pclusterKey identifies a pcluster's bytes for deduplication.
+type pclusterKey struct {
+	sum   [sha256.Size]byte
+	plain bool
+}
+
+// placePcluster writes the pcluster b of extent e at the end of the data
+// area, or, when pclusters are deduplicated and an identical one was
+// written before, points e at that one (same bytes decompress to the same
+// data, whichever file they belong to).
+func (wr *Writer) placePcluster(fs *fileState, e *extent, b []byte, h io.Writer) error {
+	if wr.pclusters != nil {
+		k := pclusterKey{sha256.Sum256(b), e.plain}
+		if addr, ok := wr.pclusters[k]; ok {
+			e.blkaddr = addr
+			fs.shared = true
+			wr.incompat |= FeatureIncompatDedupe
+			return nil
+		}
+		wr.pclusters[k] = wr.dataEnd
+	}
+	e.blkaddr = wr.dataEnd
+	if err := wr.writeAt(b, int64(wr.dataEnd)<<wr.blkbits); err != nil {
+		return err
+	}
+	h.Write(b)
+	wr.dataEnd += uint32(e.blocks)
 	return nil
 }
 
@@ -267,12 +297,9 @@ func (wr *Writer) flushPending(fs *fileState, h io.Writer) error {
 		}
 		b = blk
 	}
-	e.blkaddr = wr.dataEnd
-	if err := wr.writeAt(b, int64(wr.dataEnd)<<wr.blkbits); err != nil {
+	if err := wr.placePcluster(fs, e, b, h); err != nil {
 		return err
 	}
-	h.Write(b)
-	wr.dataEnd += uint32(e.blocks)
 	fs.pending = nil
 	return nil
 }
