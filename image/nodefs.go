@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"path"
 	"strings"
+	"sync"
 )
 
 // NodeTree is what an image reader provides to NodeFS: its inodes, of
@@ -65,11 +66,42 @@ var (
 // leaving the image, is an error); a final symlink only by Open, Stat and
 // ReadDir.
 type NodeFS[N any] struct {
-	t NodeTree[N]
+	t    NodeTree[N]
+	dirs *dirCache[N]
 }
 
 // NewNodeFS returns the read interface over t.
-func NewNodeFS[N any](t NodeTree[N]) NodeFS[N] { return NodeFS[N]{t} }
+func NewNodeFS[N any](t NodeTree[N]) NodeFS[N] {
+	return NodeFS[N]{t, &dirCache[N]{m: make(map[string]N)}}
+}
+
+// dirCache maps directory paths to their nodes, so that resolving many
+// names in one directory (a listing's entries, a walk) does not look up
+// every element of the path again. Only directories reached without
+// following a symlink are kept; the cache is emptied when full.
+type dirCache[N any] struct {
+	mu sync.Mutex
+	m  map[string]N
+}
+
+// maxCachedDirs bounds the dirCache.
+const maxCachedDirs = 4096
+
+func (c *dirCache[N]) get(name string) (N, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.m[name]
+	return n, ok
+}
+
+func (c *dirCache[N]) put(name string, n N) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= maxCachedDirs {
+		clear(c.m)
+	}
+	c.m[name] = n
+}
 
 // Resolve returns the node name leads to, following a final symlink only
 // if follow; op names the operation in errors.
@@ -103,6 +135,11 @@ func (f NodeFS[N]) walk(name string, follow bool) (n N, rest string, err error) 
 		return cur, "", err
 	}
 	done := 0 // bytes of name resolved
+	if i := strings.LastIndexByte(name, '/'); i > 0 {
+		if d, ok := f.dirs.get(name[:i]); ok {
+			cur, done = d, i+1
+		}
+	}
 	for done < len(name) {
 		elem := name[done:]
 		if i := strings.IndexByte(elem, '/'); i >= 0 {
@@ -136,6 +173,9 @@ func (f NodeFS[N]) walk(name string, follow bool) (n N, rest string, err error) 
 				return zero, "", fmt.Errorf("symlink %s: target %q leaves the image", name[:end], t)
 			}
 			return zero, p, nil
+		}
+		if !last {
+			f.dirs.put(name[:end], child)
 		}
 		cur = child
 		done = end + 1
