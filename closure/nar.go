@@ -207,6 +207,20 @@ func (e *narEncoder) contents(fsys fs.FS, name string, size int64) error {
 		return err
 	}
 	defer f.Close()
+	if err := e.copyContents(f, name, size); err != nil {
+		return err
+	}
+	// A file that grew is caught here: there must be no more data.
+	var one [1]byte
+	if r, _ := f.Read(one[:]); r > 0 {
+		return fmt.Errorf("%s: file grew while being read", name)
+	}
+	return e.write(zeros[:pad8(uint64(size))])
+}
+
+// copyContents reads size bytes of name from r straight into the encoder's
+// buffer.
+func (e *narEncoder) copyContents(r io.Reader, name string, size int64) error {
 	left := size
 	for left > 0 {
 		if e.n == len(e.buf) {
@@ -218,9 +232,9 @@ func (e *narEncoder) contents(fsys fs.FS, name string, size int64) error {
 		if int64(len(dst)) > left {
 			dst = dst[:left]
 		}
-		r, err := f.Read(dst)
-		e.n += r
-		left -= int64(r)
+		k, err := r.Read(dst)
+		e.n += k
+		left -= int64(k)
 		if err == io.EOF && left > 0 {
 			return fmt.Errorf("%s: file shrank while being read (%d bytes missing)", name, left)
 		}
@@ -228,12 +242,7 @@ func (e *narEncoder) contents(fsys fs.FS, name string, size int64) error {
 			return fmt.Errorf("reading %s: %w", name, err)
 		}
 	}
-	// A file that grew is caught here: there must be no more data.
-	var one [1]byte
-	if r, _ := f.Read(one[:]); r > 0 {
-		return fmt.Errorf("%s: file grew while being read", name)
-	}
-	return e.write(zeros[:pad8(uint64(size))])
+	return nil
 }
 
 // countingHash is a SHA-256 that also counts the bytes written.

@@ -5,6 +5,7 @@ package closure
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
 	"io/fs"
 	"slices"
 	"strings"
@@ -98,34 +99,34 @@ func (e *narEncoder) regularAt(dirfd int, dirPath, name string) error {
 	if err := e.write(l[:]); err != nil {
 		return err
 	}
-	left := size
-	for left > 0 {
-		if e.n == len(e.buf) {
-			if err := e.flush(); err != nil {
-				return err
-			}
-		}
-		dst := e.buf[e.n:]
-		if int64(len(dst)) > left {
-			dst = dst[:left]
-		}
-		r, err := rawRead(fd, dst)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return &fs.PathError{Op: "read", Path: joinDir(dirPath, name), Err: err}
-		}
-		if r == 0 {
-			return fmt.Errorf("%s: file shrank while being read (%d bytes missing)", joinDir(dirPath, name), left)
-		}
-		e.n += r
-		left -= int64(r)
+	if err := e.copyContents(fdReader{fd, joinDir(dirPath, name)}, joinDir(dirPath, name), size); err != nil {
+		return err
 	}
 	if err := e.write(zeros[:pad8(uint64(size))]); err != nil {
 		return err
 	}
 	return e.str(")")
+}
+
+// fdReader reads a file descriptor with rawRead.
+type fdReader struct {
+	fd   int
+	path string // for errors
+}
+
+func (r fdReader) Read(p []byte) (int, error) {
+	for {
+		n, err := rawRead(r.fd, p)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return 0, &fs.PathError{Op: "read", Path: r.path, Err: err}
+		case n == 0 && len(p) > 0:
+			return 0, io.EOF
+		}
+		return n, nil
+	}
 }
 
 // dirent is one directory entry: name and S_IFMT type (0 if unknown).

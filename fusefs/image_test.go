@@ -2,7 +2,6 @@ package fusefs
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"fmt"
 	"io"
 	"io/fs"
@@ -18,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/closurefs/closurefs/image"
+	"github.com/closurefs/closurefs/internal/treetest"
 	"golang.org/x/sys/unix"
 )
 
@@ -114,125 +114,6 @@ func makeTree(t testing.TB, dir string, many int) {
 	}
 }
 
-// entry is what compareTrees compares of one path.
-type entry struct {
-	mode       uint32
-	size       int64
-	nlink      uint64
-	uid, gid   uint32
-	mtime      int64
-	ino        uint64
-	target     string
-	digest     [32]byte
-	xattrs     string
-	dirEntries string
-}
-
-type compareOpts struct {
-	ino      bool // compare inode numbers
-	dirSize  bool // compare directory sizes
-	dirNlink bool
-	mtime    bool
-	owner    bool
-	xattrs   bool
-}
-
-// scanTree describes every path under dir.
-func scanTree(t testing.TB, dir string, o compareOpts) map[string]entry {
-	t.Helper()
-	m := make(map[string]entry)
-	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		st := fi.Sys().(*syscall.Stat_t)
-		e := entry{mode: st.Mode, size: st.Size, nlink: uint64(st.Nlink)}
-		if o.owner {
-			e.uid, e.gid = st.Uid, st.Gid
-		}
-		if o.mtime {
-			e.mtime = st.Mtim.Nano()
-		}
-		if o.ino {
-			e.ino = st.Ino
-		}
-		switch {
-		case fi.IsDir():
-			if !o.dirSize {
-				e.size = 0
-			}
-			if !o.dirNlink {
-				e.nlink = 0
-			}
-			ents, err := os.ReadDir(p)
-			if err != nil {
-				return err
-			}
-			var names []string
-			for _, d := range ents {
-				names = append(names, d.Name())
-			}
-			e.dirEntries = strings.Join(names, "/")
-		case fi.Mode()&os.ModeSymlink != 0:
-			e.target, err = os.Readlink(p)
-			if err != nil {
-				return err
-			}
-		case fi.Mode().IsRegular():
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			h := sha256.New()
-			_, err = io.Copy(h, f)
-			f.Close()
-			if err != nil {
-				return err
-			}
-			copy(e.digest[:], h.Sum(nil))
-		}
-		if o.xattrs {
-			xs, err := readXattrs(p)
-			if err != nil {
-				return err
-			}
-			e.xattrs = fmt.Sprint(xs)
-		}
-		m[rel] = e
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
-// compareTrees fails t unless got and want describe the same tree.
-func compareTrees(t testing.TB, got, want string, o compareOpts) {
-	t.Helper()
-	g, w := scanTree(t, got, o), scanTree(t, want, o)
-	bad := 0
-	for p, we := range w {
-		ge, ok := g[p]
-		if !ok {
-			t.Errorf("%s: missing from %s", p, got)
-		} else if ge != we {
-			t.Errorf("%s: got %+v, want %+v", p, ge, we)
-		} else {
-			continue
-		}
-		if bad++; bad > 10 {
-			t.Fatal("too many differences")
-		}
-	}
-	for p := range g {
-		if _, ok := w[p]; !ok {
-			t.Errorf("%s: in %s only", p, got)
-		}
-	}
-}
-
 func TestImageMountDirFS(t *testing.T) {
 	needFUSE(t)
 	src := t.TempDir()
@@ -247,7 +128,7 @@ func TestImageMountDirFS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer server.Unmount()
-	compareTrees(t, mnt, src, compareOpts{ino: true, dirSize: true, dirNlink: true, mtime: true, owner: true, xattrs: true})
+	treetest.Compare(t, mnt, src, treetest.Options{Ino: true, Nlink: true, DirSize: true, Mtime: true, Owner: true, Xattrs: true})
 
 	// Writes fail with EROFS.
 	if err := os.WriteFile(filepath.Join(mnt, "new"), nil, 0o644); !errorIs(err, syscall.EROFS) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/closurefs/closurefs/integration/fixture"
+	"github.com/closurefs/closurefs/internal/treetest"
 	"golang.org/x/sys/unix"
 )
 
@@ -143,7 +144,7 @@ func TestFuseImageMount(t *testing.T) {
 			mnt := t.TempDir()
 			d := fuseStart(t, mnt, "mount-image", img.path, mnt)
 			kmnt := fuseKernelMount(t, img.path, img.fstype)
-			fuseCompare(t, mnt, kmnt, fuseCmpOpts{ino: true, nlink: true, owner: true, mtime: true, dirSize: true, xattrs: true})
+			treetest.Compare(t, mnt, kmnt, treetest.Options{Ino: true, Nlink: true, Owner: true, Mtime: true, DirSize: true, Xattrs: true})
 			if img.tools {
 				fuseToolsAgree(t, mnt, kmnt, fuseList(t, kmnt), false)
 			}
@@ -201,7 +202,7 @@ func TestFuseImageBigDir(t *testing.T) {
 			if len(got) != n || strings.Join(got, "/") != strings.Join(want, "/") {
 				t.Errorf("listing: %d entries, kernel %d", len(got), len(want))
 			}
-			gx, kx := fuseXattrs(filepath.Join(mnt, "xattrs")), fuseXattrs(filepath.Join(kmnt, "xattrs"))
+			gx, kx := treetest.XattrString(filepath.Join(mnt, "xattrs")), treetest.XattrString(filepath.Join(kmnt, "xattrs"))
 			if gx != kx || !strings.Contains(kx, "user.two=second value") {
 				t.Errorf("xattrs: %q, kernel %q", gx, kx)
 			}

@@ -26,7 +26,8 @@ type Options struct {
 	// Compressor names the compression algorithm: "" or "none" for an
 	// uncompressed image, or "lz4", "lz4hc", "zstd", "deflate".
 	Compressor string
-	// Level is the compression level; 0 selects the algorithm's default.
+	// Level is the compression level; 0 selects mkfs.erofs's default for
+	// the algorithm (lz4hc 9, zstd 3, deflate 1).
 	Level int
 	// PclusterSize is the largest physical cluster (-C), a multiple of the
 	// block size; 0 means one block.
@@ -39,8 +40,9 @@ type Options struct {
 	// padding them to blocks.
 	Fragments bool
 	// Dedupe asks for identical data to be stored once. Identical whole
-	// files (image.Node.Same) always share their data; pclusters are not
-	// deduplicated across different files.
+	// files (image.Node.Same) always share their data; with Dedupe (or
+	// Fragments, as mkfs.erofs does) identical pclusters are stored once
+	// too, within and across files.
 	Dedupe bool
 	// FullIndexes writes COMPRESSED_FULL (8-byte) lcluster indexes instead
 	// of compact ones.
@@ -80,9 +82,13 @@ type Writer struct {
 	packedFile *os.File
 	packedSize int64
 	incompat   uint32
-	algs       uint16
-	cfgs       []byte // compression config records
-	sbEnd      int    // end of superblock and config records
+	// pclusters maps the pclusters written so far to their block
+	// address, when identical pclusters are stored once (fragments or
+	// dedupe, as mkfs.erofs); nil otherwise.
+	pclusters map[pclusterKey]uint32
+	algs      uint16
+	cfgs      []byte // compression config records
+	sbEnd     int    // end of superblock and config records
 }
 
 // inode is the writer's record of one image inode.
@@ -145,6 +151,9 @@ func NewWriter(w io.WriterAt, opts Options) (*Writer, error) {
 			return nil, err
 		}
 		wr.comp = c
+		if opts.Fragments || opts.Dedupe {
+			wr.pclusters = make(map[pclusterKey]uint32)
+		}
 	} else if opts.PclusterSize > 0 && opts.PclusterSize != bs {
 		return nil, fmt.Errorf("erofs: a physical cluster size needs a compressor")
 	}

@@ -1,14 +1,17 @@
 package erofs
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"math/bits"
+	"runtime"
 	"sync"
 
 	"github.com/closurefs/closurefs/internal/codec"
 	"github.com/closurefs/closurefs/internal/lz4"
+	"github.com/klauspost/compress/zstd"
 )
 
 // compressor turns file segments into pclusters.
@@ -26,6 +29,9 @@ type compressor struct {
 	// hc, when set, encodes lz4hc with the optimal-parsing encoder.
 	hcLevel int
 	hcPool  sync.Pool
+	// zenc encodes zstd pclusters, on as many goroutines at once as there
+	// are workers.
+	zenc *zstd.Encoder
 }
 
 // extent is one pcluster of a compressed file.
@@ -57,11 +63,32 @@ func newCompressor(opts Options, bs int) (*compressor, error) {
 	if name == "lz4" && opts.Level != 0 {
 		return nil, fmt.Errorf("erofs: compressor lz4 takes no level (use lz4hc)")
 	}
-	cd, err := codec.New(name, opts.Level)
+	level := opts.Level
+	if level == 0 {
+		// mkfs.erofs's defaults (lz4hc's, 9, is also the codec's).
+		switch name {
+		case "zstd":
+			level = 3
+		case "deflate":
+			level = 1
+		}
+	}
+	cd, err := codec.New(name, level)
 	if err != nil {
 		return nil, fmt.Errorf("erofs: %w", err)
 	}
 	c.codec = cd
+	if name == "zstd" {
+		// The codec's shared encoder runs one block at a time.
+		c.zenc, err = zstd.NewWriter(nil,
+			zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),
+			zstd.WithEncoderCRC(false),
+			zstd.WithEncoderConcurrency(max(opts.Jobs, runtime.GOMAXPROCS(0))),
+			zstd.WithZeroFrames(true))
+		if err != nil {
+			return nil, fmt.Errorf("erofs: zstd: %w", err)
+		}
+	}
 	if name == "lz4hc" {
 		c.hcLevel = cd.Level()
 	}
@@ -82,8 +109,9 @@ func newCompressor(opts Options, bs int) (*compressor, error) {
 // returned data holds each extent's pcluster: blocks*blksz bytes, the
 // compressed bytes right-aligned (zero padding first) or plain bytes at
 // the start. The last extent of the file's last segment is returned
-// unpadded (csize bytes) so the caller can inline it.
-func (c *compressor) compressSegment(src []byte, off int64, last, frags bool) ([]byte, []extent, error) {
+// unpadded (csize bytes) so the caller can inline it. It stops with
+// ctx's error between pclusters once ctx is done.
+func (c *compressor) compressSegment(ctx context.Context, src []byte, off int64, last, frags bool) ([]byte, []extent, error) {
 	var data []byte
 	var exts []extent
 	bs := c.blksz
@@ -92,6 +120,9 @@ func (c *compressor) compressSegment(src []byte, off int64, last, frags bool) ([
 	ratio := 3.0
 	var scratch []byte
 	for pos < len(src) {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
 		rem := src[pos:]
 		if len(rem) > c.maxExtent {
 			rem = rem[:c.maxExtent]
@@ -99,7 +130,7 @@ func (c *compressor) compressSegment(src []byte, off int64, last, frags bool) ([
 		var comp []byte
 		var used int
 		var err error
-		comp, used, ratio, err = c.fit(scratch[:0], rem, capBytes, ratio)
+		comp, used, ratio, err = c.fit(ctx, scratch[:0], rem, capBytes, ratio)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -168,7 +199,7 @@ func (c *compressor) compressSegment(src []byte, off int64, last, frags bool) ([
 // fit compresses as much of src as fits in capBytes of output and returns
 // the compressed bytes, the input length they hold and an updated
 // compression ratio estimate.
-func (c *compressor) fit(dst, src []byte, capBytes int, ratio float64) ([]byte, int, float64, error) {
+func (c *compressor) fit(ctx context.Context, dst, src []byte, capBytes int, ratio float64) ([]byte, int, float64, error) {
 	guess := int(float64(capBytes)*ratio*1.15) + 256
 	if c.alg == AlgLZ4 && c.hcLevel != 0 {
 		e, _ := c.hcPool.Get().(*lz4.Encoder)
@@ -200,39 +231,7 @@ func (c *compressor) fit(dst, src []byte, capBytes int, ratio float64) ([]byte, 
 			return t, used, float64(used) / float64(capBytes), nil
 		}
 	}
-	// Other algorithms: fixed input, found by a few trials.
-	var best []byte
-	bestUsed := 0
-	l := min(len(src), guess)
-	for try := 0; try < 6 && l > 0; try++ {
-		out, err := c.codec.Compress(nil, src[:l])
-		if err != nil {
-			return nil, 0, ratio, err
-		}
-		if len(out) <= capBytes {
-			if l > bestUsed {
-				best, bestUsed = out, l
-			}
-			if l == len(src) || len(out) > capBytes*15/16 {
-				break
-			}
-			nl := min(len(src), int(float64(l)*float64(capBytes)/float64(len(out))*0.97))
-			if nl <= l {
-				break
-			}
-			l = nl
-			continue
-		}
-		nl := int(float64(l) * float64(capBytes) / float64(len(out)) * 0.95)
-		if nl <= bestUsed {
-			break
-		}
-		l = nl
-	}
-	if bestUsed == 0 {
-		return nil, 0, ratio, nil
-	}
-	return best, bestUsed, float64(bestUsed) / float64(capBytes), nil
+	return c.fitTrials(ctx, dst, src, capBytes, ratio)
 }
 
 // lz4 compresses src into a raw LZ4 block.
@@ -268,7 +267,7 @@ func (c *compressor) finishCompressed(wr *Writer, fs *fileState, h io.Writer) er
 	}
 	if c.ztail && fs.pending != nil && len(fs.pending) < c.blksz {
 		// Inline when header, indexes and tail fit the rules.
-		metaLen := c.metaLen(in, len(exts))
+		metaLen := c.metaLen(in, len(exts), c.compact && !fs.shared)
 		if compressedHeadEnd(in.baseSize())+metaLen+len(fs.pending) <= c.blksz || len(fs.pending) <= c.blksz/2 {
 			tail = fs.pending
 			lastE.inline = true
@@ -284,7 +283,10 @@ func (c *compressor) finishCompressed(wr *Writer, fs *fileState, h io.Writer) er
 		total += e.blocks
 	}
 	in.u = total
-	if c.compact {
+	// Compact indexes count a file's pclusters in order: a file sharing
+	// pclusters with another needs full ones (as mkfs.erofs does).
+	compact := c.compact && !fs.shared
+	if compact {
 		in.layout = LayoutCompressedCompact
 	} else {
 		in.layout = LayoutCompressedFull
@@ -297,7 +299,7 @@ func (c *compressor) finishCompressed(wr *Writer, fs *fileState, h io.Writer) er
 		in.tailLen = 0
 		return nil
 	}
-	in.inline = c.encodeMeta(in, exts, tail, fragOff)
+	in.inline = c.encodeMeta(in, exts, tail, fragOff, compact)
 	in.tailLen = len(tail)
 	if tail != nil {
 		wr.incompat |= FeatureIncompatZtailpacking
@@ -309,10 +311,11 @@ func (c *compressor) finishCompressed(wr *Writer, fs *fileState, h io.Writer) er
 // start: inode and xattrs rounded up to 8.
 func compressedHeadEnd(base int) int { return (base + 7) &^ 7 }
 
-// metaLen returns the size of the map header and indexes of a file.
-func (c *compressor) metaLen(in *inode, nExt int) int {
+// metaLen returns the size of the map header and indexes of a file, with
+// compact or full indexes.
+func (c *compressor) metaLen(in *inode, nExt int, compact bool) int {
 	total := int((in.size + uint64(c.blksz) - 1) >> c.blkbits)
-	if !c.compact {
+	if !compact {
 		return MapHeaderSize + 8 + total*LclusterIndexSize
 	}
 	init4, n2, end4 := c.compactCounts(in, total)
@@ -345,7 +348,7 @@ type lcEntry struct {
 }
 
 // encodeMeta returns the map header, indexes and inline tail of a file.
-func (c *compressor) encodeMeta(in *inode, exts []extent, tail []byte, fragOff int64) []byte {
+func (c *compressor) encodeMeta(in *inode, exts []extent, tail []byte, fragOff int64, compact bool) []byte {
 	bs := uint64(c.blksz)
 	total := int((in.size + bs - 1) >> c.blkbits)
 	big := c.pclusterBlks > 1
@@ -399,7 +402,7 @@ func (c *compressor) encodeMeta(in *inode, exts []extent, tail []byte, fragOff i
 		advise |= AdviseInlinePcluster
 	}
 	var out []byte
-	if !c.compact {
+	if !compact {
 		out = make([]byte, MapHeaderSize+8+total*LclusterIndexSize, MapHeaderSize+8+total*LclusterIndexSize+len(tail))
 		for j, e := range ents {
 			x := LclusterIndex{Advise: uint16(e.typ), ClusterOfs: e.ofs, BlkAddr: e.blk}
@@ -531,7 +534,7 @@ func (c *compressor) worthIt(in *inode, exts []extent, size int) bool {
 			rawCost += bs
 		}
 	}
-	cost := c.metaLen(in, len(exts))
+	cost := c.metaLen(in, len(exts), c.compact)
 	for i, e := range exts {
 		if e.fragment {
 			cost += e.csize / 3 // compressed with the other tails

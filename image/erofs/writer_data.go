@@ -2,8 +2,10 @@ package erofs
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
+	"runtime"
 
 	"github.com/closurefs/closurefs/image"
 	"github.com/closurefs/closurefs/internal/pipeline"
@@ -29,13 +31,31 @@ type chunkOut struct {
 	data []byte // uncompressed: the raw bytes; compressed: pcluster bytes
 	ext  []extent
 	raw  []byte // a whole file's bytes, kept to store it uncompressed if that is smaller
+	// sums are the SHA-256 of each extent's pcluster bytes (zero for the
+	// file's last extent) when pclusters are deduplicated.
+	sums [][sha256.Size]byte
 }
+
+// Work items: small files are grouped into batches of about batchBytes
+// (at most batchFiles files), so that handing an item to a worker and its
+// result to the emitter costs little next to compressing it, and a few
+// items in flight keep all workers busy.
+const (
+	batchBytes = 1 << 20
+	batchFiles = 256
+)
+
+// batchDepth is the number of work items in flight per worker.
+const batchDepth = 4
 
 // writeData lays out every regular file's and symlink's data in walk
 // order, writing full blocks to the data area and keeping inline parts.
 func (wr *Writer) writeData(ctx context.Context, h io.Writer) error {
 	jobs := wr.opts.Jobs
-	work := func(c chunk) (chunkOut, error) {
+	if jobs <= 0 {
+		jobs = runtime.GOMAXPROCS(0)
+	}
+	one := func(c chunk) (chunkOut, error) {
 		out := chunkOut{chunk: c}
 		buf := make([]byte, c.n)
 		if err := readChunk(c.in.n, c.off, buf); err != nil {
@@ -49,14 +69,41 @@ func (wr *Writer) writeData(ctx context.Context, h io.Writer) error {
 		if c.off == 0 && c.last {
 			out.raw = buf
 		}
-		out.data, out.ext, err = wr.comp.compressSegment(buf, c.off, c.last, wr.comp.frags && c.in != wr.packed)
+		out.data, out.ext, err = wr.comp.compressSegment(ctx, buf, c.off, c.last, wr.comp.frags && c.in != wr.packed)
 		if err != nil {
 			return out, fmt.Errorf("%s: %w", c.in.n.Path(), err)
 		}
+		if wr.pclusters != nil {
+			// Deduplication keys, computed here rather than in the
+			// emitter: all but a file's last pcluster (which may be
+			// inlined).
+			out.sums = make([][sha256.Size]byte, len(out.ext))
+			pos := 0
+			for i, e := range out.ext {
+				if !(c.last && i == len(out.ext)-1) {
+					out.sums[i] = sha256.Sum256(out.data[pos : pos+e.csize])
+				}
+				pos += e.csize
+			}
+		}
 		return out, nil
 	}
+	work := func(b []chunk) ([]chunkOut, error) {
+		outs := make([]chunkOut, len(b))
+		for i, c := range b {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			o, err := one(c)
+			if err != nil {
+				return nil, err
+			}
+			outs[i] = o
+		}
+		return outs, nil
+	}
 	var cur *fileState
-	emit := func(o chunkOut) error {
+	emitOne := func(o chunkOut) error {
 		if cur == nil || cur.in != o.in {
 			cur = &fileState{in: o.in, start: wr.dataEnd}
 		}
@@ -74,8 +121,39 @@ func (wr *Writer) writeData(ctx context.Context, h io.Writer) error {
 		}
 		return nil
 	}
-	p := pipeline.New(ctx, jobs, work, emit)
-	submit := func(c chunk) error { return p.Submit(c) }
+	emit := func(outs []chunkOut) error {
+		for _, o := range outs {
+			if err := emitOne(o); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var p *pipeline.Ordered[[]chunk, []chunkOut]
+	var batch []chunk
+	var batchN int
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := p.Submit(batch)
+		batch, batchN = nil, 0
+		return err
+	}
+	// submitFile queues a file's chunks.
+	submitFile := func(in *inode) error {
+		for off := int64(0); off < int64(in.size); off += chunkSize {
+			l := min(int64(chunkSize), int64(in.size)-off)
+			batch = append(batch, chunk{in: in, off: off, n: int(l), last: off+l == int64(in.size)})
+			if batchN += int(l); batchN >= batchBytes || len(batch) >= batchFiles {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	p = pipeline.NewDepth(ctx, jobs, batchDepth*jobs, work, emit)
 	var err error
 	for _, in := range wr.inodes {
 		if err = ctx.Err(); err != nil {
@@ -85,8 +163,7 @@ func (wr *Writer) writeData(ctx context.Context, h io.Writer) error {
 		switch {
 		case n.IsRegular():
 			if wr.dedupOf(in) != nil {
-				// Data is laid out when the pipeline reaches it: wait
-				// for the original to be finished by queueing a marker.
+				// Laid out once its original is (below).
 				continue
 			}
 			if in.size == 0 {
@@ -95,16 +172,14 @@ func (wr *Writer) writeData(ctx context.Context, h io.Writer) error {
 				in.dataDone = true
 				continue
 			}
-			for off := int64(0); off < int64(in.size); off += chunkSize {
-				l := min(int64(chunkSize), int64(in.size)-off)
-				if err = submit(chunk{in: in, off: off, n: int(l), last: off+l == int64(in.size)}); err != nil {
-					break
-				}
-			}
+			err = submitFile(in)
 		}
 		if err != nil {
 			break
 		}
+	}
+	if err == nil {
+		err = flush()
 	}
 	if cerr := p.Close(); err == nil {
 		err = cerr
@@ -122,10 +197,10 @@ func (wr *Writer) writeData(ctx context.Context, h io.Writer) error {
 		wr.inodes = append(wr.inodes, in)
 		progress := wr.opts.Progress
 		wr.opts.Progress = nil
-		p := pipeline.New(ctx, jobs, work, emit)
-		for off := int64(0); off < int64(in.size) && err == nil; off += chunkSize {
-			l := min(int64(chunkSize), int64(in.size)-off)
-			err = p.Submit(chunk{in: in, off: off, n: int(l), last: off+l == int64(in.size)})
+		p = pipeline.NewDepth(ctx, jobs, batchDepth*jobs, work, emit)
+		err = submitFile(in)
+		if err == nil {
+			err = flush()
 		}
 		if cerr := p.Close(); err == nil {
 			err = cerr
@@ -179,6 +254,8 @@ type fileState struct {
 	// pending holds the last extent's pcluster bytes, kept back in case
 	// it is inlined (ztailpacking).
 	pending []byte
+	// shared is set once one of its pclusters is another's.
+	shared bool
 }
 
 func readChunk(n *image.Node, off int64, buf []byte) error {
@@ -231,24 +308,82 @@ func (wr *Writer) emitChunk(fs *fileState, o chunkOut, h io.Writer) error {
 	if err := wr.flushPending(fs, h); err != nil {
 		return err
 	}
-	pos := 0
+	// Runs of pclusters that are not duplicates are written at once.
+	pos, run := 0, 0
+	runAddr := wr.dataEnd
+	writeRun := func() error {
+		if pos > run {
+			if err := wr.writeAt(o.data[run:pos], int64(runAddr)<<wr.blkbits); err != nil {
+				return err
+			}
+			h.Write(o.data[run:pos])
+		}
+		run, runAddr = pos, wr.dataEnd
+		return nil
+	}
 	for i, e := range o.ext {
-		l := e.csize
-		b := o.data[pos : pos+l]
-		pos += l
+		b := o.data[pos : pos+e.csize]
 		if i == len(o.ext)-1 && o.last {
+			if err := writeRun(); err != nil {
+				return err
+			}
 			fs.pending = b
 			fs.ext = append(fs.ext, e)
+			pos += e.csize
+			run = pos
 			continue
 		}
-		e.blkaddr = wr.dataEnd
-		if err := wr.writeAt(b, int64(wr.dataEnd)<<wr.blkbits); err != nil {
-			return err
+		if wr.pclusters != nil {
+			k := pclusterKey{o.sums[i], e.plain}
+			if addr, ok := wr.pclusters[k]; ok {
+				if err := writeRun(); err != nil {
+					return err
+				}
+				e.blkaddr = addr
+				fs.shared = true
+				wr.incompat |= FeatureIncompatDedupe
+				fs.ext = append(fs.ext, e)
+				pos += e.csize
+				run = pos
+				continue
+			}
+			wr.pclusters[k] = wr.dataEnd
 		}
-		h.Write(b)
-		wr.dataEnd += uint32(e.blocks)
+		e.blkaddr = wr.dataEnd
+		wr.dataEnd += e.blocks
+		pos += e.csize
 		fs.ext = append(fs.ext, e)
 	}
+	return writeRun()
+}
+
+// pclusterKey identifies a pcluster's bytes for deduplication.
+type pclusterKey struct {
+	sum   [sha256.Size]byte
+	plain bool
+}
+
+// placePcluster writes the pcluster b of extent e at the end of the data
+// area, or, when pclusters are deduplicated and an identical one was
+// written before, points e at that one (same bytes decompress to the same
+// data, whichever file they belong to).
+func (wr *Writer) placePcluster(fs *fileState, e *extent, b []byte, h io.Writer) error {
+	if wr.pclusters != nil {
+		k := pclusterKey{sha256.Sum256(b), e.plain}
+		if addr, ok := wr.pclusters[k]; ok {
+			e.blkaddr = addr
+			fs.shared = true
+			wr.incompat |= FeatureIncompatDedupe
+			return nil
+		}
+		wr.pclusters[k] = wr.dataEnd
+	}
+	e.blkaddr = wr.dataEnd
+	if err := wr.writeAt(b, int64(wr.dataEnd)<<wr.blkbits); err != nil {
+		return err
+	}
+	h.Write(b)
+	wr.dataEnd += uint32(e.blocks)
 	return nil
 }
 
@@ -267,12 +402,9 @@ func (wr *Writer) flushPending(fs *fileState, h io.Writer) error {
 		}
 		b = blk
 	}
-	e.blkaddr = wr.dataEnd
-	if err := wr.writeAt(b, int64(wr.dataEnd)<<wr.blkbits); err != nil {
+	if err := wr.placePcluster(fs, e, b, h); err != nil {
 		return err
 	}
-	h.Write(b)
-	wr.dataEnd += uint32(e.blocks)
 	fs.pending = nil
 	return nil
 }

@@ -23,7 +23,6 @@ const (
 	rdMaxXattrValue = 65536   // XATTR_SIZE_MAX
 	rdMaxXattrCount = 65536   // key/value pairs per inode
 	rdMaxXattrTotal = 4 << 20 // bytes of keys and values per inode
-	rdMaxSymlinkHop = 40      // symlinks followed while resolving one path
 )
 
 // Options tune a Reader. The zero value selects the defaults.
@@ -53,6 +52,9 @@ type Options struct {
 // directory) is an error; allocations are bounded by the bytes the image
 // actually holds.
 type Reader struct {
+	// NodeFS gives the Reader its read interface (image.FS, XattrFS).
+	image.NodeFS[*Inode]
+
 	r     io.ReaderAt
 	sb    Superblock
 	codec codec.Codec
@@ -191,6 +193,7 @@ func OpenOptions(r io.ReaderAt, opts Options) (*Reader, error) {
 		parents:          make(map[uint64]uint64),
 		raSem:            make(chan struct{}, runtime.GOMAXPROCS(0)),
 	}
+	rd.NodeFS = image.NewNodeFS[*Inode](tree{rd})
 	if err := rd.checkSuper(readerSize(r)); err != nil {
 		return nil, err
 	}

@@ -285,12 +285,20 @@ type xzCodec struct{}
 func (xzCodec) Name() string { return "xz" }
 func (xzCodec) Level() int   { return 0 }
 func (xzCodec) Compress(dst, src []byte) ([]byte, error) {
-	aw := &appendWriter{b: dst}
 	dict := 1 << 20
 	for dict < len(src) && dict < 1<<26 {
 		dict <<= 1
 	}
-	w, err := xz.WriterConfig{CheckSum: xz.CRC32, DictCap: dict}.NewWriter(aw)
+	return compressStream(dst, src, func(w io.Writer) (io.WriteCloser, error) {
+		return xz.WriterConfig{CheckSum: xz.CRC32, DictCap: dict}.NewWriter(w)
+	})
+}
+
+// compressStream appends to dst the output of the stream compressor that
+// open makes, given all of src.
+func compressStream(dst, src []byte, open func(io.Writer) (io.WriteCloser, error)) ([]byte, error) {
+	aw := &appendWriter{b: dst}
+	w, err := open(aw)
 	if err != nil {
 		return dst, err
 	}
@@ -323,18 +331,9 @@ type lzmaCodec struct{}
 func (lzmaCodec) Name() string { return "lzma" }
 func (lzmaCodec) Level() int   { return 0 }
 func (lzmaCodec) Compress(dst, src []byte) ([]byte, error) {
-	aw := &appendWriter{b: dst}
-	w, err := lzma.WriterConfig{EOSMarker: true}.NewWriter(aw)
-	if err != nil {
-		return dst, err
-	}
-	if _, err := w.Write(src); err != nil {
-		return dst, err
-	}
-	if err := w.Close(); err != nil {
-		return dst, err
-	}
-	return aw.b, nil
+	return compressStream(dst, src, func(w io.Writer) (io.WriteCloser, error) {
+		return lzma.WriterConfig{EOSMarker: true}.NewWriter(w)
+	})
 }
 func (lzmaCodec) Decompress(dst, src []byte, limit int) ([]byte, error) {
 	// The reader allocates the dictionary size of the header (up to 64
