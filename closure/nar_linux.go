@@ -69,13 +69,13 @@ func (e *narEncoder) nodeAt(dirfd int, dirPath, name string, typ uint32) error {
 }
 
 func (e *narEncoder) regularAt(dirfd int, dirPath, name string) error {
-	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := rawOpenat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC)
 	if err != nil {
 		return &fs.PathError{Op: "open", Path: joinDir(dirPath, name), Err: err}
 	}
-	defer unix.Close(fd)
+	defer rawClose(fd)
 	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
+	if err := rawFstat(fd, &st); err != nil {
 		return &fs.PathError{Op: "fstat", Path: joinDir(dirPath, name), Err: err}
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
@@ -109,7 +109,7 @@ func (e *narEncoder) regularAt(dirfd int, dirPath, name string) error {
 		if int64(len(dst)) > left {
 			dst = dst[:left]
 		}
-		r, err := unix.Read(fd, dst)
+		r, err := rawRead(fd, dst)
 		if err == unix.EINTR {
 			continue
 		}
@@ -136,11 +136,11 @@ type dirent struct {
 
 func (e *narEncoder) dirAt(dirfd int, dirPath, name string) error {
 	path := joinDir(dirPath, name)
-	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := rawOpenat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC)
 	if err != nil {
 		return &fs.PathError{Op: "open", Path: path, Err: err}
 	}
-	defer unix.Close(fd)
+	defer rawClose(fd)
 	ents, err := e.readDirents(fd)
 	if err != nil {
 		return &fs.PathError{Op: "readdir", Path: path, Err: err}
@@ -178,7 +178,7 @@ func (e *narEncoder) readDirents(fd int) ([]dirent, error) {
 	}
 	var ents []dirent
 	for {
-		n, err := unix.Getdents(fd, e.dbuf)
+		n, err := rawGetdents(fd, e.dbuf)
 		if err == unix.EINTR {
 			continue
 		}

@@ -2,18 +2,22 @@ package fusefs
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"fmt"
 	"io"
+	"io/fs"
+	"log"
 	"math/rand"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
 	"github.com/closurefs/closurefs/image"
+	"github.com/closurefs/closurefs/internal/treetest"
 	"golang.org/x/sys/unix"
 )
 
@@ -110,125 +114,6 @@ func makeTree(t testing.TB, dir string, many int) {
 	}
 }
 
-// entry is what compareTrees compares of one path.
-type entry struct {
-	mode       uint32
-	size       int64
-	nlink      uint64
-	uid, gid   uint32
-	mtime      int64
-	ino        uint64
-	target     string
-	digest     [32]byte
-	xattrs     string
-	dirEntries string
-}
-
-type compareOpts struct {
-	ino      bool // compare inode numbers
-	dirSize  bool // compare directory sizes
-	dirNlink bool
-	mtime    bool
-	owner    bool
-	xattrs   bool
-}
-
-// scanTree describes every path under dir.
-func scanTree(t testing.TB, dir string, o compareOpts) map[string]entry {
-	t.Helper()
-	m := make(map[string]entry)
-	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		st := fi.Sys().(*syscall.Stat_t)
-		e := entry{mode: st.Mode, size: st.Size, nlink: uint64(st.Nlink)}
-		if o.owner {
-			e.uid, e.gid = st.Uid, st.Gid
-		}
-		if o.mtime {
-			e.mtime = st.Mtim.Nano()
-		}
-		if o.ino {
-			e.ino = st.Ino
-		}
-		switch {
-		case fi.IsDir():
-			if !o.dirSize {
-				e.size = 0
-			}
-			if !o.dirNlink {
-				e.nlink = 0
-			}
-			ents, err := os.ReadDir(p)
-			if err != nil {
-				return err
-			}
-			var names []string
-			for _, d := range ents {
-				names = append(names, d.Name())
-			}
-			e.dirEntries = strings.Join(names, "/")
-		case fi.Mode()&os.ModeSymlink != 0:
-			e.target, err = os.Readlink(p)
-			if err != nil {
-				return err
-			}
-		case fi.Mode().IsRegular():
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			h := sha256.New()
-			_, err = io.Copy(h, f)
-			f.Close()
-			if err != nil {
-				return err
-			}
-			copy(e.digest[:], h.Sum(nil))
-		}
-		if o.xattrs {
-			xs, err := readXattrs(p)
-			if err != nil {
-				return err
-			}
-			e.xattrs = fmt.Sprint(xs)
-		}
-		m[rel] = e
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
-// compareTrees fails t unless got and want describe the same tree.
-func compareTrees(t testing.TB, got, want string, o compareOpts) {
-	t.Helper()
-	g, w := scanTree(t, got, o), scanTree(t, want, o)
-	bad := 0
-	for p, we := range w {
-		ge, ok := g[p]
-		if !ok {
-			t.Errorf("%s: missing from %s", p, got)
-		} else if ge != we {
-			t.Errorf("%s: got %+v, want %+v", p, ge, we)
-		} else {
-			continue
-		}
-		if bad++; bad > 10 {
-			t.Fatal("too many differences")
-		}
-	}
-	for p := range g {
-		if _, ok := w[p]; !ok {
-			t.Errorf("%s: in %s only", p, got)
-		}
-	}
-}
-
 func TestImageMountDirFS(t *testing.T) {
 	needFUSE(t)
 	src := t.TempDir()
@@ -238,12 +123,12 @@ func TestImageMountDirFS(t *testing.T) {
 		t.Fatal(err)
 	}
 	mnt := t.TempDir()
-	server, err := Mount(mnt, root, root.StableAttr(), MountOptions{FsName: src})
+	server, err := Mount(mnt, root, root.StableAttr(), MountOptions{FsName: src, CachedDirs: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer server.Unmount()
-	compareTrees(t, mnt, src, compareOpts{ino: true, dirSize: true, dirNlink: true, mtime: true, owner: true, xattrs: true})
+	treetest.Compare(t, mnt, src, treetest.Options{Ino: true, Nlink: true, DirSize: true, Mtime: true, Owner: true, Xattrs: true})
 
 	// Writes fail with EROFS.
 	if err := os.WriteFile(filepath.Join(mnt, "new"), nil, 0o644); !errorIs(err, syscall.EROFS) {
@@ -306,4 +191,118 @@ func errorIs(err error, errno syscall.Errno) bool {
 		err = u.Unwrap()
 	}
 	return false
+}
+
+// TestImageMountCachedDirs checks the zero-message opendir of immutable
+// mounts: after the first OPENDIR (answered ENOSYS) the kernel sends none,
+// and concurrent, interrupted and repeated listings of small and big
+// directories stay complete and correct.
+func TestImageMountCachedDirs(t *testing.T) {
+	needFUSE(t)
+	src := t.TempDir()
+	makeTree(t, src, 3000)
+	root, err := NewImageRoot(dirXattrFS{os.DirFS(src).(image.FS), src}, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logBuf syncBuffer
+	mnt := t.TempDir()
+	server, err := Mount(mnt, root, root.StableAttr(), MountOptions{FsName: src, CachedDirs: true,
+		Debug: true, Logger: log.New(&logBuf, "", 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Unmount()
+
+	want := listAll(t, src)
+	// An interrupted listing leaves a handle behind; later listings of
+	// the same directory must not pick it up at the wrong offset.
+	f, err := os.Open(filepath.Join(mnt, "many"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ns, err := f.Readdirnames(100); err != nil || len(ns) != 100 {
+		t.Fatalf("partial listing: %d names, %v", len(ns), err)
+	}
+	f.Close()
+	var wg sync.WaitGroup
+	errs := make(chan string, 16)
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for round := 0; round < 2; round++ {
+				if got := listAll(t, mnt); !reflect.DeepEqual(got, want) {
+					errs <- fmt.Sprintf("listing differs from the source: %d dirs vs %d", len(got), len(want))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	if got := listAll(t, mnt)["many"]; len(got) != 3000 {
+		t.Errorf("many: %d entries, want 3000", len(got))
+	}
+	log := logBuf.String()
+	if n := strings.Count(log, ": OPENDIR "); n != 1 {
+		t.Errorf("kernel sent %d OPENDIR requests, want 1 (answered ENOSYS)", n)
+	}
+	if n := strings.Count(log, ": RELEASEDIR "); n != 0 {
+		t.Errorf("kernel sent %d RELEASEDIR requests, want 0", n)
+	}
+	if !strings.Contains(log, ": READDIRPLUS ") && !strings.Contains(log, ": READDIR ") {
+		t.Error("no READDIR requests logged: is the debug log format still \"rx N: OP\"?")
+	}
+}
+
+// listAll returns the sorted entry names of every directory below dir,
+// keyed by path relative to dir.
+func listAll(t testing.TB, dir string) map[string][]string {
+	out := map[string][]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		ents, err := os.ReadDir(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		names := make([]string, len(ents))
+		for i, e := range ents {
+			names[i] = e.Name() + ":" + e.Type().String()
+		}
+		sort.Strings(names)
+		out[rel] = names
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+	return out
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

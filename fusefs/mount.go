@@ -26,6 +26,11 @@ type MountOptions struct {
 	Logger *log.Logger
 	// Timeout is the entry, attribute and negative-lookup timeout.
 	Timeout time.Duration
+	// CachedDirs tells the kernel to open directories without asking the
+	// daemon and to keep their listings cached (see cachedDirs). Use it
+	// where a listing changes only together with a NotifyContent of the
+	// directory (images never change; the closure view notifies its root).
+	CachedDirs bool
 }
 
 // cacheTimeout is the default kernel cache timeout: contents never change
@@ -66,8 +71,16 @@ func Mount(mountpoint string, root gofs.InodeEmbedder, rootAttr *gofs.StableAttr
 			MaxBackground:        64,
 		},
 	}
-	server, err := gofs.Mount(mountpoint, root, opts)
+	raw := gofs.NewNodeFS(root, opts)
+	if o.CachedDirs {
+		raw = &cachedDirs{RawFileSystem: raw}
+	}
+	server, err := fuse.NewServer(raw, mountpoint, &opts.MountOptions)
 	if err != nil {
+		return nil, mountError(mountpoint, err)
+	}
+	go server.Serve()
+	if err := server.WaitMount(); err != nil {
 		return nil, mountError(mountpoint, err)
 	}
 	return server, nil

@@ -2,14 +2,10 @@ package integration
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -158,152 +154,6 @@ func fuseMounted(p string) bool {
 		}
 	}
 	return false
-}
-
-// fuseEntry is what fuseCompare compares of one path.
-type fuseEntry struct {
-	Mode     uint32
-	Size     int64
-	Nlink    uint64
-	UID, GID uint32
-	Mtime    int64
-	Ino      uint64
-	Target   string
-	Digest   [32]byte
-	Xattrs   string
-	Names    string
-}
-
-// fuseCmpOpts chooses what fuseCompare looks at beyond type, permissions,
-// file size, contents, symlink targets and directory listings.
-type fuseCmpOpts struct {
-	ino, nlink, owner, mtime, dirSize, xattrs bool
-}
-
-// fuseScan describes every path under dir.
-//
-// Inode numbers are recorded relative to dir's: the erofs reader numbers
-// inodes nid+1 where the kernel uses the nid, and relative numbers still
-// show that every inode number follows the kernel's.
-func fuseScan(t testing.TB, dir string, o fuseCmpOpts) map[string]fuseEntry {
-	t.Helper()
-	m := make(map[string]fuseEntry)
-	var root syscall.Stat_t
-	if err := syscall.Lstat(dir, &root); err != nil {
-		t.Fatal(err)
-	}
-	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		st := fi.Sys().(*syscall.Stat_t)
-		e := fuseEntry{Mode: st.Mode, Size: st.Size}
-		if o.nlink {
-			e.Nlink = uint64(st.Nlink)
-		}
-		if o.owner {
-			e.UID, e.GID = st.Uid, st.Gid
-		}
-		if o.mtime {
-			e.Mtime = st.Mtim.Nano()
-		}
-		if o.ino {
-			e.Ino = st.Ino - root.Ino
-		}
-		switch {
-		case fi.IsDir():
-			if !o.dirSize {
-				e.Size = 0
-			}
-			ents, err := os.ReadDir(p)
-			if err != nil {
-				return err
-			}
-			var names []string
-			for _, d := range ents {
-				names = append(names, d.Name())
-			}
-			e.Names = strings.Join(names, "/")
-		case fi.Mode()&os.ModeSymlink != 0:
-			if e.Target, err = os.Readlink(p); err != nil {
-				return err
-			}
-		case fi.Mode().IsRegular():
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			h := sha256.New()
-			_, err = io.Copy(h, f)
-			f.Close()
-			if err != nil {
-				return fmt.Errorf("%s: %w", p, err)
-			}
-			copy(e.Digest[:], h.Sum(nil))
-		}
-		if o.xattrs {
-			e.Xattrs = fuseXattrs(p)
-		}
-		m[rel] = e
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
-// fuseXattrs lists p's extended attributes and values, sorted.
-func fuseXattrs(p string) string {
-	buf := make([]byte, 1<<16)
-	n, err := unix.Llistxattr(p, buf)
-	if errors.Is(err, unix.ENOTSUP) {
-		return "" // the kernel's answer for images without xattrs
-	}
-	if err != nil {
-		return "error: " + err.Error()
-	}
-	var kv []string
-	for _, k := range strings.Split(string(buf[:n]), "\x00") {
-		if k == "" {
-			continue
-		}
-		v := make([]byte, 1<<16)
-		vn, err := unix.Lgetxattr(p, k, v)
-		if err != nil {
-			kv = append(kv, k+": "+err.Error())
-			continue
-		}
-		kv = append(kv, k+"="+string(v[:vn]))
-	}
-	sort.Strings(kv)
-	return strings.Join(kv, ";")
-}
-
-// fuseCompare fails t unless the trees at got and want are the same.
-func fuseCompare(t testing.TB, got, want string, o fuseCmpOpts) {
-	t.Helper()
-	g, w := fuseScan(t, got, o), fuseScan(t, want, o)
-	bad := 0
-	report := func(format string, args ...any) {
-		t.Errorf(format, args...)
-		if bad++; bad > 10 {
-			t.Fatal("too many differences")
-		}
-	}
-	for p, we := range w {
-		if ge, ok := g[p]; !ok {
-			report("%s: missing from %s", p, got)
-		} else if ge != we {
-			report("%s: got %+v\nwant %+v", p, ge, we)
-		}
-	}
-	for p := range g {
-		if _, ok := w[p]; !ok {
-			report("%s: only in %s", p, got)
-		}
-	}
 }
 
 // fuseRun runs a command and returns its stdout, failing t on error.

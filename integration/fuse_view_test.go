@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/closurefs/closurefs/integration/fixture"
+	"github.com/closurefs/closurefs/internal/treetest"
 )
 
 // fuseClosureNames returns the base names of the closure of p, sorted.
@@ -59,7 +60,7 @@ func TestFuseViewFixture(t *testing.T) {
 	}
 	// Trees are identical, inode numbers included.
 	for _, n := range want {
-		fuseCompare(t, filepath.Join(mnt, n), filepath.Join(f.StoreDir, n), fuseCmpOpts{ino: true, nlink: true, owner: true, mtime: true, dirSize: true})
+		treetest.Compare(t, filepath.Join(mnt, n), filepath.Join(f.StoreDir, n), treetest.Options{Ino: true, Nlink: true, Owner: true, Mtime: true, DirSize: true})
 	}
 	fuseToolsAgree(t, mnt, f.StoreDir, want, true)
 
@@ -141,7 +142,7 @@ func TestFuseViewFixture(t *testing.T) {
 	}
 	for _, key := range []string{"dag-top", "symlinks", "sizes"} {
 		n := filepath.Base(f.Named[key])
-		fuseCompare(t, filepath.Join(kmnt, n), filepath.Join(mnt, n), fuseCmpOpts{})
+		treetest.Compare(t, filepath.Join(kmnt, n), filepath.Join(mnt, n), treetest.Options{})
 	}
 }
 
@@ -158,7 +159,7 @@ func TestFuseViewReadDir(t *testing.T) {
 	}
 	for _, key := range []string{"identical-a", "identical-b", "dag-top", "symlinks"} {
 		n := filepath.Base(f.Named[key])
-		fuseCompare(t, filepath.Join(mnt, n), filepath.Join(f.OptStoreDir, n), fuseCmpOpts{ino: true, nlink: true, owner: true, mtime: true})
+		treetest.Compare(t, filepath.Join(mnt, n), filepath.Join(f.OptStoreDir, n), treetest.Options{Ino: true, Nlink: true, Owner: true, Mtime: true})
 	}
 }
 
@@ -228,6 +229,10 @@ func TestFuseViewLive(t *testing.T) {
 	fuseRun(t, "", fuseBin(t), "ctl", mnt, "add-root", gc)
 	if _, err := os.Lstat(filepath.Join(mnt, filepath.Base(gc))); err != nil {
 		t.Fatalf("added root %s not in the view: %v", gc, err)
+	}
+	// The kernel caches the root's listing: the switch must invalidate it.
+	if got := fuseList(t, mnt); !slices.Contains(got, filepath.Base(gc)) {
+		t.Errorf("added root %s not in the listing: %v", gc, got)
 	}
 	fuseRun(t, "", "nix-store", "--delete", gc)
 	start = time.Now()

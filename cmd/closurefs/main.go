@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"sort"
 
 	"github.com/spf13/pflag"
@@ -69,6 +70,23 @@ func commands() []*command {
 }
 
 func main() {
+	// CLOSUREFS_CPUPROFILE=FILE writes a CPU profile of the run (for
+	// `go tool pprof`): performance work starts from a profile.
+	if f := os.Getenv("CLOSUREFS_CPUPROFILE"); f != "" {
+		out, err := os.Create(f)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "closurefs: CLOSUREFS_CPUPROFILE: %v\n", err)
+			os.Exit(exitFailure)
+		}
+		if err := pprof.StartCPUProfile(out); err != nil {
+			fmt.Fprintf(os.Stderr, "closurefs: CLOSUREFS_CPUPROFILE: %v\n", err)
+			os.Exit(exitFailure)
+		}
+		code := run(os.Args[1:], &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr})
+		pprof.StopCPUProfile()
+		out.Close()
+		os.Exit(code)
+	}
 	os.Exit(run(os.Args[1:], &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}))
 }
 

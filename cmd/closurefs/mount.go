@@ -181,7 +181,7 @@ ready.`,
 					}
 					abs, _ := filepath.Abs(img)
 					server, err := fusefs.Mount(mnt, root, root.StableAttr(), fusefs.MountOptions{
-						FsName: abs, AllowOther: d.allowOther, Debug: d.debug, Logger: logger,
+						FsName: abs, AllowOther: d.allowOther, Debug: d.debug, Logger: logger, CachedDirs: true,
 					})
 					if err != nil {
 						return err
@@ -253,7 +253,7 @@ store paths are served from that directory (e.g. a chroot store's).`,
 					}
 					defer v.Close()
 					server, err := fusefs.Mount(mnt, v.Root(), v.RootStableAttr(), fusefs.MountOptions{
-						FsName: "closurefs:" + sf.storeDir, AllowOther: d.allowOther, Debug: d.debug, Logger: logger,
+						FsName: "closurefs:" + sf.storeDir, AllowOther: d.allowOther, Debug: d.debug, Logger: logger, CachedDirs: true,
 					})
 					if err != nil {
 						return err

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/closurefs/closurefs/image"
 	"io"
 	"os"
 	"strings"
@@ -19,7 +20,6 @@ const (
 	rdMaxPclusterSize = 1 << 20 // Z_EROFS_PCLUSTER_MAX_SIZE: encoded pcluster bytes
 	rdMaxExtentSize   = 12 << 20
 	rdMaxSymlink      = 65535 // longest symlink target accepted
-	rdMaxSymlinkHop   = 40    // symlinks followed while resolving one path
 	rdMaxDirBlocks    = 1 << 26
 	rdMaxXattrs       = 4096 // xattrs of one inode
 	rdMaxSharedXattrs = 255
@@ -71,6 +71,9 @@ type ReaderOptions struct {
 // from the image is checked, and walks that would loop are reported as
 // errors wrapping ErrCorrupt.
 type Reader struct {
+	// NodeFS gives the Reader its read interface (image.FS, XattrFS).
+	image.NodeFS[*rdInode]
+
 	r        io.ReaderAt
 	size     int64 // bytes of the image addressable by block numbers
 	sb       *Superblock
@@ -107,6 +110,7 @@ func Open(r io.ReaderAt) (*Reader, error) { return OpenOptions(r, ReaderOptions{
 // OpenOptions is Open with options.
 func OpenOptions(r io.ReaderAt, opts ReaderOptions) (*Reader, error) {
 	rd := &Reader{r: r}
+	rd.NodeFS = image.NewNodeFS[*rdInode](tree{rd})
 	if err := rd.readSuper(); err != nil {
 		return nil, fmt.Errorf("erofs: %w", err)
 	}

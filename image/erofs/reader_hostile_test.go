@@ -39,7 +39,7 @@ func TestHostileImages(t *testing.T) {
 		t.Fatal(err)
 	}
 	inodeOf := func(name string) *rdInode {
-		in, err := rd.resolve("test", name, false)
+		in, err := rd.Resolve("test", name, false)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -23,7 +23,6 @@ const (
 	rdMaxXattrValue = 65536   // XATTR_SIZE_MAX
 	rdMaxXattrCount = 65536   // key/value pairs per inode
 	rdMaxXattrTotal = 4 << 20 // bytes of keys and values per inode
-	rdMaxSymlinkHop = 40      // symlinks followed while resolving one path
 )
 
 // Options tune a Reader. The zero value selects the defaults.
@@ -53,6 +52,9 @@ type Options struct {
 // directory) is an error; allocations are bounded by the bytes the image
 // actually holds.
 type Reader struct {
+	// NodeFS gives the Reader its read interface (image.FS, XattrFS).
+	image.NodeFS[*Inode]
+
 	r     io.ReaderAt
 	sb    Superblock
 	codec codec.Codec
@@ -72,6 +74,8 @@ type Reader struct {
 
 	meta *lru[uint64, *metaBlock]
 	data *lru[dataKey, []byte]
+	// srcPool holds buffers for compressed data blocks (*[]byte).
+	srcPool sync.Pool
 	// dirs caches whole decoded listings (keyed by directory inode
 	// reference) of directories up to maxCachedListing bytes, so that
 	// lookups in big directories without an index are not linear scans.
@@ -189,6 +193,7 @@ func OpenOptions(r io.ReaderAt, opts Options) (*Reader, error) {
 		parents:          make(map[uint64]uint64),
 		raSem:            make(chan struct{}, runtime.GOMAXPROCS(0)),
 	}
+	rd.NodeFS = image.NewNodeFS[*Inode](tree{rd})
 	if err := rd.checkSuper(readerSize(r)); err != nil {
 		return nil, err
 	}

@@ -2,7 +2,6 @@ package squashfs
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -351,5 +350,3 @@ func (rd *Reader) claimDir(parent, child uint64) error {
 	rd.parents[child] = parent
 	return nil
 }
-
-var errNotDir = errors.New("not a directory")

@@ -116,14 +116,29 @@ func (f *FileData) loadChunk(k uint64) error {
 func (rd *Reader) blockData(pos uint64, size uint32) ([]byte, error) {
 	return rd.data.get(dataKey{pos, size}, func() ([]byte, int64, error) {
 		n := int(size &^ blockUncompressed)
-		src := make([]byte, n)
-		if err := rd.readFull(src, pos, "data block"); err != nil {
-			return nil, 0, err
-		}
 		if size&blockUncompressed != 0 {
+			src := make([]byte, n)
+			if err := rd.readFull(src, pos, "data block"); err != nil {
+				return nil, 0, err
+			}
 			return src, int64(n), nil
 		}
-		out, err := rd.codec.Decompress(nil, src, int(rd.sb.BlockSize))
+		// The compressed bytes are only needed while decompressing:
+		// their buffer is reused (checkBlock bounds n by the block size).
+		bp, _ := rd.srcPool.Get().(*[]byte)
+		if bp == nil {
+			bp = new([]byte)
+		}
+		if cap(*bp) < n {
+			*bp = make([]byte, n)
+		}
+		src := (*bp)[:n]
+		err := rd.readFull(src, pos, "data block")
+		var out []byte
+		if err == nil {
+			out, err = rd.codec.Decompress(nil, src, int(rd.sb.BlockSize))
+		}
+		rd.srcPool.Put(bp)
 		if err != nil {
 			return nil, 0, fmt.Errorf("squashfs: data block at %#x: %w", pos, err)
 		}

@@ -50,9 +50,6 @@ func (in *Inode) isDir() bool { return in.Type == TypeDir || in.Type == TypeDir+
 func (in *Inode) isFile() bool {
 	return in.Type == TypeFile || in.Type == TypeFile+rdTypeExtended
 }
-func (in *Inode) isSymlink() bool {
-	return in.Type == TypeSymlink || in.Type == TypeSymlink+rdTypeExtended
-}
 
 // basicType returns the basic inode type (1-7).
 func (in *Inode) basicType() uint16 {

@@ -2,6 +2,7 @@ package squashfs_test
 
 import (
 	"bytes"
+	"github.com/closurefs/closurefs/internal/treetest"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -70,8 +71,8 @@ func compareStorePath(t *testing.T, src, got string) {
 		t.Fatal(err)
 	}
 	if fi.IsDir() {
-		compareDirs(t, src, got, cmpOpts{owner: true, few: true})
+		treetest.Compare(t, got, src, treetest.Options{RootOwned: true, NlinkOne: true})
 		return
 	}
-	compareDirs(t, filepath.Dir(src), filepath.Dir(got), cmpOpts{owner: true, few: true, only: filepath.Base(src)})
+	treetest.Compare(t, filepath.Dir(got), filepath.Dir(src), treetest.Options{RootOwned: true, NlinkOne: true, Only: filepath.Base(src)})
 }

@@ -3,7 +3,6 @@ package squashfs_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,11 +11,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/closurefs/closurefs/image"
 	"github.com/closurefs/closurefs/image/squashfs"
+	"github.com/closurefs/closurefs/internal/treetest"
 	"golang.org/x/sys/unix"
 )
 
@@ -184,122 +183,6 @@ func mountImage(t *testing.T, img string) string {
 	return mnt
 }
 
-type cmpOpts struct {
-	nlink   bool   // compare link counts of non-directories
-	noNlink bool   // the copy does not keep hard links (rdsquashfs)
-	xattrs  bool   // compare extended attributes
-	few     bool   // a tree with few entries is fine
-	only    string // compare only this entry of the top directory
-	owner   bool   // expect uid/gid 0
-	special bool   // the copy keeps device numbers (not for unsquashfs -d as non-root)
-}
-
-// compareDirs compares the tree got (a mount or an extraction) with the
-// source tree want: names, types, permission bits, sizes, contents,
-// symlink targets, device numbers and, when asked, link counts.
-func compareDirs(t *testing.T, want, got string, o cmpOpts) {
-	t.Helper()
-	n := 0
-	err := filepath.WalkDir(want, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(want, p)
-		if o.only != "" && rel != "." && strings.Split(rel, string(filepath.Separator))[0] != o.only {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if o.only != "" && rel == "." {
-			return nil
-		}
-		q := filepath.Join(got, rel)
-		wi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		gi, err := os.Lstat(q)
-		if err != nil {
-			t.Errorf("%s: missing: %v", rel, err)
-			return nil
-		}
-		n++
-		if o.xattrs {
-			if a, b := listXattrs(p), listXattrs(q); a != b {
-				t.Errorf("%s: xattrs %q, want %q", rel, b, a)
-			}
-		}
-		if wi.Mode() != gi.Mode() {
-			t.Errorf("%s: mode %v, want %v", rel, gi.Mode(), wi.Mode())
-			return nil
-		}
-		ws, gs := wi.Sys().(*syscall.Stat_t), gi.Sys().(*syscall.Stat_t)
-		if o.owner && (gs.Uid != 0 || gs.Gid != 0) {
-			t.Errorf("%s: owner %d:%d, want 0:0", rel, gs.Uid, gs.Gid)
-		}
-		switch {
-		case wi.Mode().IsRegular():
-			if wi.Size() != gi.Size() {
-				t.Errorf("%s: size %d, want %d", rel, gi.Size(), wi.Size())
-			} else if sha256.Sum256(mustRead(t, p)) != sha256.Sum256(mustRead(t, q)) {
-				t.Errorf("%s: content differs", rel)
-			}
-			if o.noNlink {
-				break
-			}
-			if o.nlink && ws.Nlink != gs.Nlink {
-				t.Errorf("%s: nlink %d, want %d", rel, gs.Nlink, ws.Nlink)
-			}
-			if !o.nlink && gs.Nlink != 1 {
-				t.Errorf("%s: nlink %d, want 1 (hard links dereferenced)", rel, gs.Nlink)
-			}
-		case wi.Mode()&fs.ModeSymlink != 0:
-			a, _ := os.Readlink(p)
-			b, _ := os.Readlink(q)
-			if a != b {
-				t.Errorf("%s: symlink target %q, want %q", rel, b, a)
-			}
-		case wi.IsDir():
-			we, _ := os.ReadDir(p)
-			ge, _ := os.ReadDir(q)
-			if len(we) != len(ge) {
-				t.Errorf("%s: %d entries, want %d", rel, len(ge), len(we))
-			}
-			if o.special && ws.Nlink != gs.Nlink {
-				t.Errorf("%s: directory nlink %d, want %d", rel, gs.Nlink, ws.Nlink)
-			}
-		case wi.Mode()&fs.ModeDevice != 0:
-			if o.special && ws.Rdev != gs.Rdev {
-				t.Errorf("%s: device %#x, want %#x", rel, gs.Rdev, ws.Rdev)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n < 10 && !o.few {
-		t.Fatalf("compared only %d entries", n)
-	}
-}
-
-// listXattrs returns p's extended attributes as "key=value;..." text.
-func listXattrs(p string) string {
-	buf := make([]byte, 4096)
-	n, err := unix.Llistxattr(p, buf)
-	if err != nil || n <= 0 {
-		return ""
-	}
-	var out []string
-	for _, k := range strings.Split(strings.TrimRight(string(buf[:n]), "\x00"), "\x00") {
-		v := make([]byte, 1024)
-		m, _ := unix.Lgetxattr(p, k, v)
-		out = append(out, k+"="+string(v[:max(m, 0)]))
-	}
-	return strings.Join(out, ";")
-}
-
 func TestWriterMatrix(t *testing.T) {
 	src := wTree(t, true)
 	cases := []struct {
@@ -322,7 +205,7 @@ func TestWriterMatrix(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.xattrs && listXattrs(filepath.Join(src, "small.txt")) == "" {
+			if tc.xattrs && treetest.XattrString(filepath.Join(src, "small.txt")) == "" {
 				t.Log("the temp filesystem takes no user xattrs: xattrs not tested")
 			}
 			tree, err := image.FromDir(src, image.Options{AllRoot: true, KeepHardLinks: tc.keepLinks, Xattrs: tc.xattrs})
@@ -338,7 +221,7 @@ func TestWriterMatrix(t *testing.T) {
 				t.Errorf("blkid -p does not see squashfs: %s", out)
 			}
 			mnt := mountImage(t, img)
-			compareDirs(t, src, mnt, cmpOpts{nlink: tc.keepLinks, owner: true, special: true, xattrs: tc.xattrs})
+			treetest.Compare(t, mnt, src, treetest.Options{Nlink: tc.keepLinks, NlinkOne: !tc.keepLinks, DirNlink: true, RootOwned: true, Rdev: true, Xattrs: tc.xattrs, MinEntries: 10})
 
 			if tc.gensq != nil && !tc.keepLinks {
 				tool(t, "gensquashfs")
@@ -357,7 +240,7 @@ func TestWriterMatrix(t *testing.T) {
 			}
 			x := filepath.Join(t.TempDir(), "x")
 			runTool(t, "unsquashfs", "-no-xattrs", "-d", x, img)
-			compareDirs(t, src, x, cmpOpts{special: true, nlink: tc.keepLinks})
+			treetest.Compare(t, x, src, treetest.Options{Nlink: tc.keepLinks, NlinkOne: !tc.keepLinks, DirNlink: true, Rdev: true, MinEntries: 10})
 
 			tool(t, "rdsquashfs")
 			if out := runTool(t, "rdsquashfs", "-l", "/", img); !strings.Contains(out, "large") {
@@ -365,7 +248,7 @@ func TestWriterMatrix(t *testing.T) {
 			}
 			y := filepath.Join(t.TempDir(), "y")
 			runTool(t, "rdsquashfs", "-u", "/", "-p", y, "-C", img)
-			compareDirs(t, src, y, cmpOpts{special: true, noNlink: true})
+			treetest.Compare(t, y, src, treetest.Options{DirNlink: true, Rdev: true, MinEntries: 10})
 		})
 	}
 }

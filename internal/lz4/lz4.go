@@ -1,8 +1,10 @@
-// Package lz4 is an LZ4 block encoder that chooses its sequences by
-// optimal parsing (minimum encoded size over the block, given the
-// matches found by a hash-chain search), for users that need smaller raw
-// LZ4 blocks than a greedy high-compression encoder gives, such as EROFS
-// images, whose pclusters are decompressed by the kernel's LZ4 decoder.
+// Package lz4 is an LZ4 block encoder for users that need small raw LZ4
+// blocks, such as EROFS images, whose pclusters are decompressed by the
+// kernel's LZ4 decoder. Levels 1-9 choose sequences as LZ4HC does (a
+// hash-chain search with LZ4HC's overlapping-match parse), levels 10-12 by
+// optimal parsing (minimum encoded size over the block). EncodeLimit
+// encodes the longest prefix of its input that fits a given size, as
+// LZ4's "destSize" mode does.
 //
 // Blocks obey the LZ4 block format's end rules (the last match starts at
 // least 12 bytes before the end and the last 5 bytes are literals), so
@@ -22,8 +24,6 @@ const (
 	// sufficientLen: a match this long is taken without looking at the
 	// positions it covers.
 	sufficientLen = 64
-	// niceLen: the lazy encoder stops searching at a match this long.
-	niceLen = 128
 	// maxMatch bounds the length of one match (longer ones are split),
 	// so a search never scans more than this.
 	maxMatch = 1 << 16
@@ -33,20 +33,22 @@ const (
 // the default search depth. An Encoder keeps scratch space between calls
 // and must not be used concurrently.
 type Encoder struct {
-	// Depth is the number of hash-chain candidates examined per position
-	// (default 64).
+	// Depth is the number of hash-chain candidates examined per search
+	// (default 256).
 	Depth int
 	// Optimal selects optimal parsing (smallest blocks, slowest); otherwise
-	// sequences are chosen greedily with lazy matching, as LZ4HC does.
+	// sequences are chosen by LZ4HC's hash-chain parse (see encodeHC).
 	Optimal bool
 
 	head []int32
 	prev []int32
-	// lazyHead and base: hash heads of the lazy encoder (see encodeLazy).
-	lazyHead []int32
-	base     int32
-	price    []int32
-	step     []seqStep
+	// hc and base: tables of the hash-chain encoder (see encodeHC).
+	hc   *hcTables
+	base uint32
+	// work counts the hash-chain encoder's steps (see hcMatcher).
+	work  int
+	price []int32
+	step  []seqStep
 }
 
 // seqStep records how the cheapest parse reaches a position.
@@ -61,14 +63,13 @@ func Level(level int) *Encoder {
 	if level < 1 {
 		level = 9
 	}
-	// Levels 1-9 parse lazily with 2^(level-3) candidates per position
-	// (level 9: 64; LZ4HC examines 256, for about 0.4% smaller blocks at
-	// 1.5 times the time here); levels 10-12 parse optimally.
+	// Levels 1-9 examine as many hash-chain candidates per search as
+	// LZ4HC's (2 to 256); levels 10-12 parse optimally.
 	level = min(level, 12)
 	if level >= 10 {
 		return &Encoder{Depth: 1 << (level - 4), Optimal: true}
 	}
-	return &Encoder{Depth: 1 << max(level-3, 0)}
+	return &Encoder{Depth: 1 << max(level-1, 1)}
 }
 
 // Encode appends the LZ4 block of src to dst.
@@ -79,10 +80,10 @@ func (e *Encoder) Encode(dst, src []byte) []byte {
 	}
 	depth := e.Depth
 	if depth <= 0 {
-		depth = 64
+		depth = 256
 	}
 	if !e.Optimal {
-		out, _ := e.encodeLazy(dst, src, depth, -1)
+		out, _ := e.encodeHC(dst, src, depth, -1)
 		return out
 	}
 	hbits := min(16, max(10, bits.Len(uint(n))))
@@ -216,16 +217,34 @@ func matchPrice(l int) int32 {
 	return c
 }
 
+// commonLen returns the length of the common prefix of a and b.
 func commonLen(a, b []byte) int {
+	if len(a) > len(b) {
+		a = a[:len(b)]
+	}
+	b = b[:len(a)]
 	n := 0
-	for len(b)-n >= 8 && len(a)-n >= 8 {
-		x := binary.LittleEndian.Uint64(a[n:]) ^ binary.LittleEndian.Uint64(b[n:])
-		if x != 0 {
+	for ; n+8 <= len(a); n += 8 {
+		if x := binary.LittleEndian.Uint64(a[n:]) ^ binary.LittleEndian.Uint64(b[n:]); x != 0 {
 			return n + bits.TrailingZeros64(x)>>3
 		}
-		n += 8
 	}
-	for n < len(b) && n < len(a) && a[n] == b[n] {
+	for n < len(a) && a[n] == b[n] {
+		n++
+	}
+	return n
+}
+
+// commonLenBack returns the length, at most max, of the common suffix
+// of src[:i] and src[:j].
+func commonLenBack(src []byte, i, j, max int) int {
+	n := 0
+	for ; n+8 <= max; n += 8 {
+		if x := binary.LittleEndian.Uint64(src[i-n-8:]) ^ binary.LittleEndian.Uint64(src[j-n-8:]); x != 0 {
+			return n + bits.LeadingZeros64(x)>>3
+		}
+	}
+	for n < max && src[i-n-1] == src[j-n-1] {
 		n++
 	}
 	return n
@@ -266,150 +285,46 @@ func appendLiterals(dst, lits []byte) []byte {
 
 // EncodeLimit appends to dst the LZ4 block of the longest prefix of src
 // that encodes in at most limit bytes, and returns the block and the
-// length of that prefix (the "destSize" mode of LZ4). Optimal parsing
-// encoders compress src whole and keep the sequences that fit.
+// length of that prefix (the "destSize" mode of LZ4). Its work is
+// proportional to the prefix encoded, not to len(src). Optimal parsing
+// encoders compress a prefix that does not fit and keep the sequences
+// that do.
 func (e *Encoder) EncodeLimit(dst, src []byte, limit int) ([]byte, int) {
+	if limit < 1 {
+		return dst, 0 // not even an empty block fits
+	}
 	depth := e.Depth
 	if depth <= 0 {
-		depth = 64
+		depth = 256
 	}
 	if !e.Optimal {
-		return e.encodeLazy(dst, src, depth, limit)
+		return e.encodeHC(dst, src, depth, limit)
 	}
+	// Encode a prefix that probably does not fit, doubling it while it
+	// does, and keep the sequences that fit.
 	start := len(dst)
-	out := e.Encode(dst, src)
-	if len(out)-start <= limit {
-		return out, len(src)
-	}
-	t, used := Truncate(out[start:], src, limit)
-	return append(out[:start], t...), used
-}
-
-// encodeLazy chooses sequences greedily: the longest match at each
-// position, unless the next position holds a longer one. With limit >= 0
-// it stops before the block would exceed limit bytes.
-func (e *Encoder) encodeLazy(dst, src []byte, depth, limit int) ([]byte, int) {
-	n := len(src)
-	if n < mfLimit+1 {
-		if limit >= 0 && 1+litExtLen(n)+n > limit {
-			k := fitLiterals(limit)
-			return appendLiterals(dst, src[:k]), k
-		}
-		return appendLiterals(dst, src), n
-	}
-	start := len(dst)
-	expect := n
-	if limit >= 0 {
-		expect = min(n, 16*limit)
-	}
-	hbits := min(16, max(10, bits.Len(uint(expect))))
-	hsize := 1 << hbits
-	// The hash heads hold positions plus base; entries left from earlier
-	// calls lie below base and so are never taken, so no clearing is needed.
-	if len(e.lazyHead) < 1<<16 {
-		e.lazyHead = make([]int32, 1<<16)
-		e.base = 1
-	}
-	if e.base > 1<<30 {
-		clear(e.lazyHead)
-		e.base = 1
-	}
-	base := e.base
-	e.base += int32(n) + 1
-	head := e.lazyHead[:hsize]
-	if cap(e.prev) < n {
-		e.prev = make([]int32, n)
-	}
-	prev := e.prev[:n]
-	shift := uint(32 - hbits)
-	matchEnd := n - lastLits
-	searchEnd := n - mfLimit
-	inserted := 0
-	insert := func(upTo int) {
-		for ; inserted < upTo; inserted++ {
-			h := (binary.LittleEndian.Uint32(src[inserted:]) * 2654435761) >> shift
-			prev[inserted] = head[h]
-			head[h] = int32(inserted) + base
-		}
-	}
-	longest := func(p int) (int, int) {
-		insert(p)
-		best, bestOff := 0, 0
-		maxLen := min(matchEnd-p, maxMatch)
-		first := binary.LittleEndian.Uint32(src[p:])
-		h := (first * 2654435761) >> shift
-		if b := byte(first); first == uint32(b)*0x01010101 && p > 0 && src[p-1] == b {
-			// Inside a run of one byte: offset 1 is as good as any
-			// candidate once the run is long.
-			best, bestOff = minMatch+commonLen(src[p-1+minMatch:], src[p+minMatch:p+maxLen]), 1
-			if best >= sufficientLen {
-				return best, bestOff
+	l := min(len(src), 4*max(limit, 64))
+	for {
+		out := e.Encode(dst, src[:l])
+		e.work += l
+		if len(out)-start <= limit {
+			if l == len(src) {
+				return out, l
 			}
-		}
-		for c, tries := head[h]-base, depth; c >= 0 && tries > 0; c, tries = prev[c]-base, tries-1 {
-			d := p - int(c)
-			if d > maxDistance {
-				break
-			}
-			if best >= minMatch && src[int(c)+best] != src[p+best] {
-				continue
-			}
-			if binary.LittleEndian.Uint32(src[c:]) != first {
-				continue
-			}
-			l := minMatch + commonLen(src[int(c)+minMatch:], src[p+minMatch:p+maxLen])
-			if l > best {
-				best, bestOff = l, d
-				if l >= maxLen || l >= niceLen {
-					break
-				}
-			}
-		}
-		return best, bestOff
-	}
-	anchor := 0
-	p := 0
-	for p < searchEnd {
-		ml, off := longest(p)
-		if ml < minMatch {
-			p++
+			l = min(len(src), 2*l)
 			continue
 		}
-		// Lazy matching: prefer a longer match starting one byte later.
-		for p+1 < searchEnd && ml < sufficientLen {
-			ml2, off2 := longest(p + 1)
-			if ml2 <= ml {
-				break
-			}
-			p, ml, off = p+1, ml2, off2
-		}
-		if limit >= 0 {
-			ll := p - anchor
-			size := 1 + litExtLen(ll) + ll + 2
-			if ml-minMatch >= 15 {
-				size += (ml-minMatch-15)/255 + 1
-			}
-			// Keep room for a final run of at least 12 literals.
-			if len(dst)-start+size > limit-14 {
-				break
-			}
-		}
-		dst = appendSequence(dst, src[anchor:p], ml, uint16(off))
-		p += ml
-		anchor = p
+		t, used := Truncate(out[start:], src[:l], limit)
+		return append(out[:start], t...), used
 	}
-	rest := n - anchor
-	if limit >= 0 {
-		if room := limit - (len(dst) - start); 1+litExtLen(rest)+rest > room {
-			rest = fitLiterals(room)
-		}
-	}
-	return appendLiterals(dst, src[anchor:anchor+rest]), anchor + rest
 }
 
 // fitLiterals returns the longest literal run that encodes in room bytes.
 func fitLiterals(room int) int {
-	k := max(room-1, 0)
+	k := max(room-1-(room-1)/256, 0)
+	for 1+litExtLen(k+1)+k+1 <= room {
+		k++
+	}
 	for k > 0 && 1+litExtLen(k)+k > room {
 		k--
 	}

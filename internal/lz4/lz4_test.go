@@ -123,3 +123,177 @@ func TestEncodeLimit(t *testing.T) {
 		}
 	}
 }
+
+// checkBlock decodes blk with pierrec/lz4 and checks it yields want, and
+// that it obeys the block format's end rules: the last 5 bytes are
+// literals and the last match starts at least 12 bytes before the end.
+func checkBlock(t testing.TB, blk, want []byte) {
+	t.Helper()
+	out := make([]byte, len(want)+16)
+	n, err := plz4.UncompressBlock(blk, out)
+	if len(want) > 0 && (err != nil || !bytes.Equal(out[:n], want)) {
+		t.Fatalf("block of %d bytes does not decode to its %d input bytes: %v (got %d)", len(blk), len(want), err, n)
+	}
+	// Walk the sequences.
+	ip, op, lastMatch := 0, 0, -1
+	length := func(v int) int {
+		if v == 15 {
+			for ip < len(blk) {
+				b := blk[ip]
+				ip++
+				v += int(b)
+				if b != 255 {
+					break
+				}
+			}
+		}
+		return v
+	}
+	for {
+		if ip >= len(blk) {
+			t.Fatalf("block of %d bytes ends without a final literal run", len(blk))
+		}
+		tok := blk[ip]
+		ip++
+		ll := length(int(tok >> 4))
+		ip += ll
+		op += ll
+		if ip == len(blk) {
+			if lastMatch >= 0 && (ll < lastLits || lastMatch+mfLimit > op) {
+				t.Fatalf("end rules broken: final run of %d literals, last match at %d of %d bytes", ll, lastMatch, op)
+			}
+			return
+		}
+		ip += 2
+		lastMatch = op
+		op += length(int(tok&15)) + minMatch
+	}
+}
+
+func TestFitLiterals(t *testing.T) {
+	for room := 0; room < 5000; room++ {
+		want := 0
+		for k := 0; 1+litExtLen(k)+k <= room; k++ {
+			want = k
+		}
+		if got := fitLiterals(room); got != want {
+			t.Fatalf("fitLiterals(%d) = %d, want %d", room, got, want)
+		}
+	}
+}
+
+// patterns are inputs on which a naive encoder does quadratic work.
+func patterns() map[string][]byte {
+	r := rand.New(rand.NewPCG(3, 4))
+	const n = 1 << 20
+	zeros := make([]byte, n)
+	abc := bytes.Repeat([]byte("abc"), n/3)
+	rnd := make([]byte, n)
+	for i := range rnd {
+		rnd[i] = byte(r.Uint32())
+	}
+	// 1000-byte records that differ in a counter.
+	var rec []byte
+	for i := 0; len(rec) < n; i++ {
+		rec = append(rec, rnd[:996]...)
+		rec = append(rec, byte(i), byte(i>>8), 0, 0)
+	}
+	// Runs of zeros between random bytes.
+	var runs []byte
+	for i := 0; len(runs) < n; i++ {
+		runs = append(runs, make([]byte, 1+r.IntN(5000))...)
+		runs = append(runs, rnd[i:i+1+r.IntN(20)]...)
+	}
+	return map[string][]byte{"zeros": zeros, "abc": abc, "random": rnd, "records": rec[:n], "runs": runs[:n]}
+}
+
+// TestEncodeLimitWork encodes inputs as the erofs writer does (blocks
+// of at most limit bytes from what remains of the input) and checks the
+// encoder's work, counted in chain steps, inserted positions and
+// compared words, is a small multiple of the input: encoding the whole
+// remaining input for each block, as the encoder once did, is not.
+func TestEncodeLimitWork(t *testing.T) {
+	for name, src := range patterns() {
+		for _, lvl := range []int{9, 12} {
+			for _, limit := range []int{4096, 65536} {
+				e := Level(lvl)
+				var dst []byte
+				blocks := 0
+				for pos := 0; pos < len(src); blocks++ {
+					var used int
+					dst, used = e.EncodeLimit(dst[:0], src[pos:], limit)
+					if len(dst) > limit || used == 0 {
+						t.Fatalf("%s level %d limit %d at %d: %d-byte block for %d bytes", name, lvl, limit, pos, len(dst), used)
+					}
+					checkBlock(t, dst, src[pos:pos+used])
+					pos += used
+				}
+				t.Logf("%s level %d limit %d: %d blocks, work %.2f per byte", name, lvl, limit, blocks, float64(e.work)/float64(len(src)))
+				if e.work > 16*len(src) {
+					t.Errorf("%s level %d limit %d: work %d for %d bytes", name, lvl, limit, e.work, len(src))
+				}
+			}
+		}
+	}
+}
+
+// FuzzRoundTrip checks that Encode and EncodeLimit give blocks that
+// decode to their input (or the prefix EncodeLimit reports) and obey
+// the end rules.
+func FuzzRoundTrip(f *testing.F) {
+	f.Add([]byte("hello, hello, hello, hello!"), uint16(20))
+	f.Add(bytes.Repeat([]byte{0}, 3000), uint16(40))
+	f.Add(bytes.Repeat([]byte("abcdefgh12"), 500), uint16(100))
+	for _, s := range samples(f) {
+		if len(s) <= 20000 {
+			f.Add(s, uint16(4096))
+		}
+	}
+	encs := []*Encoder{{Depth: 4}, Level(9), {Depth: 4, Optimal: true}}
+	f.Fuzz(func(t *testing.T, src []byte, limit uint16) {
+		for _, e := range encs {
+			checkBlock(t, e.Encode(nil, src), src)
+			blk, used := e.EncodeLimit(nil, src, int(limit))
+			if len(blk) > int(limit) || used > len(src) {
+				t.Fatalf("EncodeLimit(%d bytes, %d): %d-byte block for %d bytes", len(src), limit, len(blk), used)
+			}
+			if used > 0 {
+				checkBlock(t, blk, src[:used])
+			}
+		}
+	})
+}
+
+// TestCommonLen compares the word-wise match extensions with byte loops.
+func TestCommonLen(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	src := make([]byte, 300)
+	for it := 0; it < 20000; it++ {
+		for i := range src {
+			src[i] = byte(r.IntN(2))
+		}
+		j := r.IntN(len(src))
+		i := j + 1 + r.IntN(len(src)-j)
+		if i == len(src) {
+			i--
+		}
+		if i <= j {
+			continue
+		}
+		want := 0
+		for i+want < len(src) && src[j+want] == src[i+want] {
+			want++
+		}
+		if got := commonLen(src[j:], src[i:]); got != want {
+			t.Fatalf("commonLen(src[%d:], src[%d:]) = %d, want %d", j, i, got, want)
+		}
+		max := r.IntN(j + 1)
+		want = 0
+		for want < max && src[i-want-1] == src[j-want-1] {
+			want++
+		}
+		if got := commonLenBack(src, i, j, max); got != want {
+			t.Fatalf("commonLenBack(%d, %d, %d) = %d, want %d", i, j, max, got, want)
+		}
+	}
+}
