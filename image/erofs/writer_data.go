@@ -22,7 +22,7 @@ const chunkSize = 16 << 20
 // yet emitted, counted in tokens of tokenBytes (an item takes at most all
 // of them).
 const (
-	inFlightBytes = 48 << 20
+	inFlightBytes = 32 << 20
 	tokenBytes    = 1 << 20
 )
 
