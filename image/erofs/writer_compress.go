@@ -482,6 +482,12 @@ func (c *compressor) appendPack(out []byte, all []lcEntry, start, vcnt, unit int
 	// counts before it.
 	var base uint32
 	for i, e := range ents {
+		if start+i >= len(all) {
+			// Padding past the file's last lcluster (zero entries read
+			// as heads) holds no head: walking back from it over the
+			// d0 = 1 of an inline or fragment tail never ended.
+			break
+		}
 		if e.typ == LclusterNonhead {
 			continue
 		}
@@ -506,7 +512,7 @@ func (c *compressor) appendPack(out []byte, all []lcEntry, start, vcnt, unit int
 						nblk += lo[k+1] &^ LID0CblkCnt
 						continue
 					}
-					k -= int(lo[k]) - 2
+					k -= max(int(lo[k])-2, 0) // always moves back
 					continue
 				}
 				nblk++

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/closurefs/closurefs/image"
 	"github.com/closurefs/closurefs/internal/treetest"
@@ -388,4 +389,29 @@ func TestWriteBigIndex(t *testing.T) {
 	o.Compressor = "lz4hc"
 	o.Ztailpacking = true
 	treetest.Compare(t, kmount(t, writeImage(t, tree, o)), src, treetest.Options{DirNlink: true, MinEntries: 2})
+}
+
+// TestAppendPackTailPadding: a compact pack holding only the nonhead
+// lcluster (d0 = 1, no CBLKCNT) of an inline or fragment tail, then
+// padding past the file's end, once made appendPack loop forever (the
+// padding read as a head); the bench closure hit it at -C65536
+// -Eztailpacking.
+func TestAppendPackTailPadding(t *testing.T) {
+	c := &compressor{blksz: 4096, blkbits: 12, pclusterBlks: 16}
+	all := []lcEntry{
+		{typ: LclusterHead1, blk: 100},
+		{typ: LclusterNonhead, cblkcnt: true, d0: LID0CblkCnt | 2},
+		{typ: LclusterHead1, blk: 102},
+		{typ: LclusterNonhead, d0: 1, d1: 1},
+	}
+	done := make(chan []byte, 1)
+	go func() { done <- c.appendPack(nil, all, 3, 2, 4, true) }()
+	select {
+	case out := <-done:
+		if len(out) != 8 {
+			t.Fatalf("pack of %d bytes, want 8", len(out))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("appendPack did not return")
+	}
 }
