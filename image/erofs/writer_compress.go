@@ -124,6 +124,14 @@ func (c *compressor) compressSegment(ctx context.Context, src []byte, off int64,
 			return nil, nil, err
 		}
 		rem := src[pos:]
+		if frags && last && len(rem) <= capBytes {
+			// The rest fits one pcluster even uncompressed: it is the
+			// file's tail, kept raw for the packed inode (compressed as
+			// a whole), so it is not compressed here.
+			data = append(data, rem...)
+			exts = append(exts, extent{lstart: uint64(off) + uint64(pos), llen: uint32(len(rem)), fragment: true, csize: len(rem)})
+			break
+		}
 		if len(rem) > c.maxExtent {
 			rem = rem[:c.maxExtent]
 		}
