@@ -11,6 +11,8 @@
 #                                      --workers=1 and --workers=$(nproc), and
 #                                      add zstd and deflate rows
 #   JOBS=N                             (closurefs -j, default all CPUs)
+#   ROWS=REGEX                         run only the rows whose settings match
+#                                      (grep -E), e.g. ROWS='microvm|zstd'
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -94,6 +96,9 @@ refs() {
 # row NAME CFFLAGS DEBFLAGS [NEWFLAGS]
 row() {
 	local name=$1 cf=$2
+	if [ -n "${ROWS:-}" ] && ! grep -Eq -- "$ROWS" <<<"$name"; then
+		return
+	fi
 	local -a a
 	mapfile -t a < <(refs "$3" "${4:-$3}")
 	run "$name" "$cf $cfcommon" "${a[@]}"

@@ -50,12 +50,28 @@ func TestReadFixtureNARHashes(t *testing.T) {
 		skip map[string]bool
 	}
 	cases := []imgCase{{"debian-lz4-ztailpacking", deb, append([]string{"-zlz4", "-Eztailpacking"}, debExclude...), skipDeb}}
-	if nb := os.Getenv("EROFS_MKFS_NEW"); nb != "" || fileExists("/tmp/mkfs.erofs-new") {
-		if nb == "" {
-			nb = "/tmp/mkfs.erofs-new"
+	// A newer mkfs.erofs (erofs-utils >= 1.8, see scripts/bench-erofs.sh)
+	// writes the features Debian's 1.5 lacks.
+	nb := newMkfs()
+	if nb != "" {
+		feats := newMkfsFeatures(nb)
+		add := func(name string, need string, args ...string) {
+			if need != "" && !feats[need] {
+				t.Logf("%s: %s has no -E%s", name, nb, need)
+				return
+			}
+			cases = append(cases, imgCase{name, nb, append(args, "--all-root"), nil})
 		}
-		cases = append(cases,
-			imgCase{"lz4-ztailpacking-fragments-64k", nb, []string{"-zlz4", "-Eztailpacking", "-Efragments", "-C65536", "--all-root"}, nil})
+		add("lz4-ztailpacking-fragments-64k", "", "-zlz4", "-Eztailpacking", "-Efragments", "-C65536")
+		add("microvm-lz4hc-ztailpacking-fragments", "", "-zlz4hc", "-Eztailpacking", "-Efragments")
+		add("zstd-ztailpacking-fragments", "", "-zzstd", "-Eztailpacking", "-Efragments")
+		add("deflate-16k", "", "-zdeflate", "-C16384")
+		add("lz4-dedupe-64k", "dedupe", "-zlz4", "-Ededupe", "-C65536")
+		add("lz4-all-fragments", "all-fragments", "-zlz4", "-Eall-fragments")
+		add("48bit-lz4", "48bit", "-zlz4", "-E48bit")
+		add("chunked-dedupe", "", "--chunksize=16384", "-Ededupe")
+	} else {
+		t.Log("no newer mkfs.erofs at /tmp/mkfs.erofs-new or $EROFS_MKFS_NEW: zstd, deflate, fragments, dedupe and 48-bit images not tested")
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -87,3 +103,41 @@ func TestReadFixtureNARHashes(t *testing.T) {
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// newErofsTool returns the path of a newer erofs-utils tool (mkfs.erofs,
+// fsck.erofs): $env if set, else /tmp/NAME-new or /tmp/NAME if present
+// (where scripts/bench-erofs.sh's instructions put them), else "".
+func newErofsTool(env, name string) string {
+	if p := os.Getenv(env); p != "" {
+		return p
+	}
+	for _, p := range []string{"/tmp/" + name + "-new", "/tmp/" + name} {
+		if fileExists(p) {
+			return p
+		}
+	}
+	return ""
+}
+
+func newMkfs() string { return newErofsTool("EROFS_MKFS_NEW", "mkfs.erofs") }
+func newFsck() string { return newErofsTool("EROFS_FSCK_NEW", "fsck.erofs") }
+
+// newMkfsFeatures returns the -E options mkfs.erofs at bin knows, by
+// trying each on an empty directory.
+func newMkfsFeatures(bin string) map[string]bool {
+	dir, err := os.MkdirTemp("", "mkfs-feat")
+	if err != nil {
+		return nil
+	}
+	defer os.RemoveAll(dir)
+	src := filepath.Join(dir, "src")
+	if os.Mkdir(src, 0o755) != nil {
+		return nil
+	}
+	have := map[string]bool{}
+	for _, f := range []string{"dedupe", "all-fragments", "48bit"} {
+		err := exec.Command(bin, "-zlz4", "-E"+f, "-d0", filepath.Join(dir, "img"), src).Run()
+		have[f] = err == nil
+	}
+	return have
+}

@@ -43,7 +43,7 @@ func TestWriteCancel(t *testing.T) {
 			o := baseOpts()
 			tc.opts(&o)
 			o.Progress = func(n int64) {
-				if consumed += n; consumed >= tree.Stats.Bytes/4 && cancelled.Load() == 0 {
+				if consumed += n; consumed >= min(tree.Stats.Bytes/4, 8<<20) && cancelled.Load() == 0 {
 					cancelled.Store(time.Now().UnixNano())
 					cancel()
 				}

@@ -124,6 +124,14 @@ func (c *compressor) compressSegment(ctx context.Context, src []byte, off int64,
 			return nil, nil, err
 		}
 		rem := src[pos:]
+		if frags && last && len(rem) <= capBytes {
+			// The rest fits one pcluster even uncompressed: it is the
+			// file's tail, kept raw for the packed inode (compressed as
+			// a whole), so it is not compressed here.
+			data = append(data, rem...)
+			exts = append(exts, extent{lstart: uint64(off) + uint64(pos), llen: uint32(len(rem)), fragment: true, csize: len(rem)})
+			break
+		}
 		if len(rem) > c.maxExtent {
 			rem = rem[:c.maxExtent]
 		}
@@ -482,8 +490,14 @@ func (c *compressor) appendPack(out []byte, all []lcEntry, start, vcnt, unit int
 	// counts before it.
 	var base uint32
 	for i, e := range ents {
-		if e.typ == LclusterNonhead || start+i >= len(all) {
-			continue // padding past the file's last lcluster is no head
+		if start+i >= len(all) {
+			// Padding past the file's last lcluster (zero entries read
+			// as heads) holds no head: walking back from it over the
+			// d0 = 1 of an inline or fragment tail never ended.
+			break
+		}
+		if e.typ == LclusterNonhead {
+			continue
 		}
 		var nblk uint32
 		if !big {
@@ -506,7 +520,7 @@ func (c *compressor) appendPack(out []byte, all []lcEntry, start, vcnt, unit int
 						nblk += lo[k+1] &^ LID0CblkCnt
 						continue
 					}
-					k -= int(lo[k]) - 2
+					k -= max(int(lo[k])-2, 0) // always moves back
 					continue
 				}
 				nblk++

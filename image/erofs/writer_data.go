@@ -14,8 +14,17 @@ import (
 
 // chunkSize is the unit of work of the data pipeline: files larger than
 // this are read (and compressed) in independent segments of this size, so
-// memory stays bounded and large files use all workers.
-const chunkSize = 4 << 20
+// memory stays bounded and large files use all workers. Each segment ends
+// with a partly filled pcluster: mkfs.erofs's segments are 16 MiB too.
+const chunkSize = 16 << 20
+
+// inFlightBytes bounds the input bytes submitted to the pipeline and not
+// yet emitted, counted in tokens of tokenBytes (an item takes at most all
+// of them).
+const (
+	inFlightBytes = 32 << 20
+	tokenBytes    = 1 << 20
+)
 
 // chunk is one unit of work: a segment of a regular file.
 type chunk struct {
@@ -55,6 +64,12 @@ func (wr *Writer) writeData(ctx context.Context, h io.Writer) error {
 	if jobs <= 0 {
 		jobs = runtime.GOMAXPROCS(0)
 	}
+	// Any error cancels ctx, which also stops a submitter waiting for
+	// tokens.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	tokens := make(chan struct{}, inFlightBytes/tokenBytes)
+	ntokens := func(n int) int { return min((n+tokenBytes-1)/tokenBytes, cap(tokens)) }
 	one := func(c chunk) (chunkOut, error) {
 		out := chunkOut{chunk: c}
 		buf := make([]byte, c.n)
@@ -96,6 +111,7 @@ func (wr *Writer) writeData(ctx context.Context, h io.Writer) error {
 			}
 			o, err := one(c)
 			if err != nil {
+				cancel()
 				return nil, err
 			}
 			outs[i] = o
@@ -122,10 +138,16 @@ func (wr *Writer) writeData(ctx context.Context, h io.Writer) error {
 		return nil
 	}
 	emit := func(outs []chunkOut) error {
+		n := 0
 		for _, o := range outs {
 			if err := emitOne(o); err != nil {
+				cancel()
 				return err
 			}
+			n += o.n
+		}
+		for range ntokens(n) {
+			<-tokens
 		}
 		return nil
 	}
@@ -135,6 +157,13 @@ func (wr *Writer) writeData(ctx context.Context, h io.Writer) error {
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
+		}
+		for range ntokens(batchN) {
+			select {
+			case tokens <- struct{}{}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 		err := p.Submit(batch)
 		batch, batchN = nil, 0
@@ -181,8 +210,8 @@ func (wr *Writer) writeData(ctx context.Context, h io.Writer) error {
 	if err == nil {
 		err = flush()
 	}
-	if cerr := p.Close(); err == nil {
-		err = cerr
+	if cerr := p.Close(); cerr != nil {
+		err = cerr // the first error, not the cancel it caused
 	}
 	if err != nil {
 		return err
@@ -202,7 +231,7 @@ func (wr *Writer) writeData(ctx context.Context, h io.Writer) error {
 		if err == nil {
 			err = flush()
 		}
-		if cerr := p.Close(); err == nil {
+		if cerr := p.Close(); cerr != nil {
 			err = cerr
 		}
 		wr.opts.Progress = progress
