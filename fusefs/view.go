@@ -45,6 +45,12 @@ type ViewOptions struct {
 	Roots []string
 	// NoPassthrough disables kernel FUSE passthrough for open files.
 	NoPassthrough bool
+	// KernelCache opens files without asking the daemon (the first OPEN
+	// is answered ENOSYS) and serves their contents from the page cache
+	// of the mount: after the first read of a file, reads never reach the
+	// daemon. It implies NoPassthrough. A file deleted from the store
+	// while open stays readable only as far as it was read before.
+	KernelCache bool
 	// Interval is how often roots and store paths are checked (default
 	// 200ms).
 	Interval time.Duration
@@ -104,7 +110,7 @@ func NewView(opts ViewOptions) (*View, error) {
 	}
 	v := &View{opts: opts, roots: slices.Clone(opts.Roots), stop: make(chan struct{}), done: make(chan struct{}), rootDev: st.Dev}
 	v.root = &viewRoot{v: v}
-	v.passthrough.Store(!opts.NoPassthrough)
+	v.passthrough.Store(!opts.NoPassthrough && !opts.KernelCache)
 	// At the start every root must lead to an existing store path; later
 	// a dangling root just leaves the view (until it leads somewhere).
 	rs, _ := v.resolveRoots(v.roots)
@@ -444,6 +450,7 @@ var (
 	_ gofs.NodeGetattrer      = (*storeNode)(nil)
 	_ gofs.NodeReadlinker     = (*storeNode)(nil)
 	_ gofs.NodeOpener         = (*storeNode)(nil)
+	_ gofs.NodeReader         = (*storeNode)(nil)
 	_ gofs.NodeOpendirHandler = (*storeNode)(nil)
 	_ gofs.NodeGetxattrer     = (*storeNode)(nil)
 	_ gofs.NodeListxattrer    = (*storeNode)(nil)
@@ -527,10 +534,15 @@ func (f *roFile) Release(ctx context.Context) syscall.Errno {
 	return gofs.ToErrno(syscall.Close(f.fd))
 }
 
-// Open opens a store file read-only; writes fail with EROFS.
+// Open opens a store file read-only; writes fail with EROFS. With
+// KernelCache it answers ENOSYS: the kernel then opens files itself from
+// now on and reads them with no handle (see Read).
 func (n *storeNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND|syscall.O_CREAT) != 0 {
 		return nil, 0, syscall.EROFS
+	}
+	if n.v.opts.KernelCache {
+		return nil, 0, syscall.ENOSYS
 	}
 	fd, err := syscall.Open(n.path, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NOFOLLOW, 0)
 	if err != nil {
@@ -540,6 +552,27 @@ func (n *storeNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 		return &ptFile{roFile{fd}}, fuse.FOPEN_KEEP_CACHE, 0
 	}
 	return &roFile{fd}, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// Read reads through the handle Open returned or, for a file the kernel
+// opened itself (KernelCache), by opening the store file for this read.
+func (n *storeNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	switch f := fh.(type) {
+	case *roFile:
+		return f.Read(ctx, dest, off)
+	case *ptFile:
+		return f.Read(ctx, dest, off)
+	}
+	fd, err := syscall.Open(n.path, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, gofs.ToErrno(err)
+	}
+	defer syscall.Close(fd)
+	k, err := syscall.Pread(fd, dest, off)
+	if err != nil {
+		return nil, gofs.ToErrno(err)
+	}
+	return fuse.ReadResultData(dest[:k]), 0
 }
 
 // Flush: nothing to flush; ENOSYS stops the kernel from sending FLUSH on

@@ -163,6 +163,33 @@ func TestFuseViewReadDir(t *testing.T) {
 	}
 }
 
+// TestFuseViewKernelCache mounts the view with --kernel-cache (files
+// opened by the kernel without the daemon, read through the mount's page
+// cache) and compares every store path of the closure with the store,
+// twice (the second time from the cache), and checks that writes fail.
+func TestFuseViewKernelCache(t *testing.T) {
+	fuseNeed(t)
+	f := fixture.Get(t)
+	mnt := t.TempDir()
+	d := fuseStart(t, mnt, "mount", "--kernel-cache", f.Root, mnt)
+	if !strings.Contains(d.Log(), "--kernel-cache") {
+		t.Errorf("daemon does not report the read mode: %s", d.Log())
+	}
+	want := fuseClosureNames(t, f.Root)
+	if got := fuseList(t, mnt); !slices.Equal(got, want) {
+		t.Fatalf("listing: got %d names, want %d", len(got), len(want))
+	}
+	for round := 0; round < 2; round++ {
+		for _, n := range want {
+			treetest.Compare(t, filepath.Join(mnt, n), filepath.Join(f.StoreDir, n), treetest.Options{Nlink: true, Owner: true, Mtime: true})
+		}
+	}
+	dag := filepath.Base(f.Named["dag-07"])
+	if _, err := os.OpenFile(filepath.Join(mnt, dag, "name"), os.O_WRONLY, 0); !errors.Is(err, syscall.EROFS) {
+		t.Errorf("open for writing: %v, want EROFS", err)
+	}
+}
+
 // TestFuseViewLive flips a root symlink and deletes a store path, and
 // checks that the view follows while an open file stays readable.
 func TestFuseViewLive(t *testing.T) {
