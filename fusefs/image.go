@@ -9,7 +9,6 @@ import (
 	"errors"
 	"io"
 	"io/fs"
-
 	"sort"
 	"strings"
 	"sync"

@@ -4,12 +4,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/closurefs/closurefs/image"
 	"io"
 	"os"
 	"strings"
 	"sync"
 
+	"github.com/closurefs/closurefs/image"
+	"github.com/closurefs/closurefs/internal/cache"
 	"github.com/closurefs/closurefs/internal/codec"
 )
 
@@ -94,9 +95,9 @@ type Reader struct {
 	cfgs     map[int][]byte
 
 	packed    *rdInode
-	meta      *rdLRU[uint64, []byte]
-	pclusters *rdLRU[rdPclusterKey, []byte]
-	inodes    *rdLRU[uint64, *rdInode]
+	meta      *cache.LRU[uint64, []byte]
+	pclusters *cache.LRU[rdPclusterKey, []byte]
+	inodes    *cache.LRU[uint64, *rdInode]
 	packedMu  sync.Mutex
 	rawBufs   sync.Pool // *[]byte buffers for encoded pclusters
 	codecMu   sync.Mutex
@@ -114,13 +115,13 @@ func OpenOptions(r io.ReaderAt, opts ReaderOptions) (*Reader, error) {
 	if err := rd.readSuper(); err != nil {
 		return nil, fmt.Errorf("erofs: %w", err)
 	}
-	cache := opts.CacheBytes
-	if cache == 0 {
-		cache = rdDefaultCacheBytes
+	cacheSize := opts.CacheBytes
+	if cacheSize == 0 {
+		cacheSize = rdDefaultCacheBytes
 	}
-	rd.pclusters = newRdLRU[rdPclusterKey, []byte](cache, func(b []byte) int64 { return int64(len(b)) + 64 })
-	rd.meta = newRdLRU[uint64, []byte](rdMetaCacheBlocks*rd.blkSize, func(b []byte) int64 { return int64(len(b)) })
-	rd.inodes = newRdLRU[uint64, *rdInode](rdInodeCacheSize, func(*rdInode) int64 { return 1 })
+	rd.pclusters = cache.New[rdPclusterKey, []byte](cacheSize)
+	rd.meta = cache.New[uint64, []byte](rdMetaCacheBlocks * rd.blkSize)
+	rd.inodes = cache.New[uint64, *rdInode](rdInodeCacheSize)
 	if err := rd.readXattrPrefixes(); err != nil {
 		return nil, fmt.Errorf("erofs: %w", err)
 	}
@@ -319,20 +320,18 @@ func (rd *Reader) metaAt(off int64, n int) ([]byte, error) {
 }
 
 func (rd *Reader) metaBlock(blk uint64) ([]byte, error) {
-	if b, ok := rd.meta.get(blk); ok {
-		return b, nil
-	}
-	off := int64(blk) << rd.blkBits
-	n := min(rd.blkSize, rd.size-off)
-	if n <= 0 {
-		return nil, corruptf("metadata block %d beyond the image end", blk)
-	}
-	b := make([]byte, n)
-	if err := rd.readFull(b, off); err != nil {
-		return nil, err
-	}
-	rd.meta.put(blk, b)
-	return b, nil
+	return rd.meta.Get(blk, func() ([]byte, int64, error) {
+		off := int64(blk) << rd.blkBits
+		n := min(rd.blkSize, rd.size-off)
+		if n <= 0 {
+			return nil, 0, corruptf("metadata block %d beyond the image end", blk)
+		}
+		b := make([]byte, n)
+		if err := rd.readFull(b, off); err != nil {
+			return nil, 0, err
+		}
+		return b, n, nil
+	})
 }
 
 func incompatNames(bits uint32) []string {

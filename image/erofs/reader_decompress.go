@@ -5,14 +5,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/pierrec/lz4/v4"
 	"io"
 
+	"github.com/closurefs/closurefs/internal/codec"
 	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
 	"github.com/ulikunitz/xz/lzma"
-
-	"github.com/closurefs/closurefs/internal/codec"
 )
 
 // rdPclusterKey identifies decoded pcluster data in the shared cache.
@@ -30,9 +29,24 @@ func (rd *Reader) pcluster(in *rdInode, e *rdExtent, dst []byte) ([]byte, error)
 	if e.alg == algInterlaced {
 		key.skew = e.la & (rd.blkSize - 1)
 	}
-	if b, ok := rd.pclusters.get(key); ok {
-		return b, nil
+	if dst != nil {
+		// Read whole by the caller: decoded straight into dst, not cached.
+		if b, ok := rd.pclusters.Peek(key); ok {
+			return b, nil
+		}
+		return dst, rd.decodePcluster(in, e, dst)
 	}
+	return rd.pclusters.Get(key, func() ([]byte, int64, error) {
+		out := make([]byte, e.llen)
+		if err := rd.decodePcluster(in, e, out); err != nil {
+			return nil, 0, err
+		}
+		return out, int64(len(out)) + 64, nil
+	})
+}
+
+// decodePcluster reads and decodes the pcluster of e into out.
+func (rd *Reader) decodePcluster(in *rdInode, e *rdExtent, out []byte) error {
 	bp, _ := rd.rawBufs.Get().(*[]byte)
 	if bp == nil {
 		bp = new([]byte)
@@ -43,19 +57,12 @@ func (rd *Reader) pcluster(in *rdInode, e *rdExtent, dst []byte) ([]byte, error)
 	}
 	raw := (*bp)[:e.plen]
 	if err := rd.readFull(raw, e.pa); err != nil {
-		return nil, err
-	}
-	out := dst
-	if out == nil {
-		out = make([]byte, e.llen)
+		return err
 	}
 	if err := rd.decode(e, raw, out); err != nil {
-		return nil, fmt.Errorf("nid %d: pcluster at byte %d (%s, %d -> %d bytes): %w", in.nid, e.pa, rdAlgLabel(e.alg), e.plen, e.llen, err)
+		return fmt.Errorf("nid %d: pcluster at byte %d (%s, %d -> %d bytes): %w", in.nid, e.pa, rdAlgLabel(e.alg), e.plen, e.llen, err)
 	}
-	if dst == nil {
-		rd.pclusters.put(key, out)
-	}
-	return out, nil
+	return nil
 }
 
 func rdAlgLabel(alg int) string {

@@ -84,15 +84,10 @@ func (in *rdInode) imageInode() *image.Inode {
 
 // inode returns the inode with the given nid, through the inode cache.
 func (rd *Reader) inodeAt(nid uint64) (*rdInode, error) {
-	if in, ok := rd.inodes.get(nid); ok {
-		return in, nil
-	}
-	in, err := rd.readInode(nid)
-	if err != nil {
-		return nil, err
-	}
-	rd.inodes.put(nid, in)
-	return in, nil
+	return rd.inodes.Get(nid, func() (*rdInode, int64, error) {
+		in, err := rd.readInode(nid)
+		return in, 1, err
+	})
 }
 
 func (rd *Reader) readInode(nid uint64) (*rdInode, error) {

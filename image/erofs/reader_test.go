@@ -18,9 +18,8 @@ import (
 	"testing"
 	"testing/fstest"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/closurefs/closurefs/image"
+	"golang.org/x/sys/unix"
 )
 
 // rdMkfsDebian is Debian's mkfs.erofs (1.5 here); rdMkfsNew a newer one built

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/closurefs/closurefs/image"
+	"github.com/closurefs/closurefs/internal/cache"
 	"github.com/closurefs/closurefs/internal/codec"
 )
 
@@ -72,14 +73,14 @@ type Reader struct {
 	xattrIdx   []uint64 // locations of the xattr id table's metadata blocks
 	compOpts   []byte   // compressor options payload, if present
 
-	meta *lru[uint64, *metaBlock]
-	data *lru[dataKey, []byte]
+	meta *cache.LRU[uint64, *metaBlock]
+	data *cache.LRU[dataKey, []byte]
 	// srcPool holds buffers for compressed data blocks (*[]byte).
 	srcPool sync.Pool
 	// dirs caches whole decoded listings (keyed by directory inode
 	// reference) of directories up to maxCachedListing bytes, so that
 	// lookups in big directories without an index are not linear scans.
-	dirs             *lru[uint64, []DirEntry]
+	dirs             *cache.LRU[uint64, []DirEntry]
 	maxCachedListing uint64
 	// raSem bounds the background readahead decompressions.
 	raSem chan struct{}
@@ -184,9 +185,9 @@ func OpenOptions(r io.ReaderAt, opts Options) (*Reader, error) {
 	rd := &Reader{
 		r:    r,
 		sb:   sb,
-		meta: newLRU[uint64, *metaBlock](opts.MetadataCacheSize),
-		data: newLRU[dataKey, []byte](opts.CacheSize),
-		dirs: newLRU[uint64, []DirEntry](opts.MetadataCacheSize),
+		meta: cache.New[uint64, *metaBlock](opts.MetadataCacheSize),
+		data: cache.New[dataKey, []byte](opts.CacheSize),
+		dirs: cache.New[uint64, []DirEntry](opts.MetadataCacheSize),
 		// A listing decodes to at most ~4x its size (48 bytes per entry
 		// of at least 9 bytes); keep one within a quarter of the budget.
 		maxCachedListing: uint64(opts.MetadataCacheSize) / 16,

@@ -169,7 +169,7 @@ func (rd *Reader) dirEntries(dir *Inode) ([]DirEntry, error) {
 	if dir.Size-3 > rd.maxCachedListing {
 		return rd.ReadDirAll(dir)
 	}
-	return rd.dirs.get(dir.Ref, func() ([]DirEntry, int64, error) {
+	return rd.dirs.Get(dir.Ref, func() ([]DirEntry, int64, error) {
 		ents, err := rd.ReadDirAll(dir)
 		cost := int64(64)
 		for _, e := range ents {

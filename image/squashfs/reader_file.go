@@ -114,7 +114,7 @@ func (f *FileData) loadChunk(k uint64) error {
 // blockData returns the decompressed content of a data or fragment block
 // through the shared cache.
 func (rd *Reader) blockData(pos uint64, size uint32) ([]byte, error) {
-	return rd.data.get(dataKey{pos, size}, func() ([]byte, int64, error) {
+	return rd.data.Get(dataKey{pos, size}, func() ([]byte, int64, error) {
 		n := int(size &^ blockUncompressed)
 		if size&blockUncompressed != 0 {
 			src := make([]byte, n)
@@ -266,7 +266,7 @@ func (f *FileData) readBlock(bi, within, blockLen uint64, dst []byte) error {
 func (f *FileData) readahead(off int64, n int) {
 	rd := f.rd
 	bs := uint64(rd.sb.BlockSize)
-	window := min(uint64(cap(rd.raSem))*2, uint64(rd.data.capacity/4)/bs)
+	window := min(uint64(cap(rd.raSem))*2, uint64(rd.data.Capacity()/4)/bs)
 	f.raMu.Lock()
 	seq := off == f.lastEnd
 	f.lastEnd = off + int64(n)
@@ -313,8 +313,8 @@ func (f *FileData) prefetch(off, n uint64) {
 		return
 	}
 	// Keep what is prefetched well inside the cache.
-	if (last-first+1)*bs > uint64(f.rd.data.capacity/2) {
-		last = first + uint64(f.rd.data.capacity/2)/bs
+	if (last-first+1)*bs > uint64(f.rd.data.Capacity()/2) {
+		last = first + uint64(f.rd.data.Capacity()/2)/bs
 		if last <= first {
 			return
 		}

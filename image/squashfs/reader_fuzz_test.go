@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/closurefs/closurefs/internal/cache"
 	"github.com/closurefs/closurefs/internal/codec"
 	"golang.org/x/sys/unix"
 )
@@ -178,7 +179,7 @@ func FuzzMetadata(f *testing.F) {
 		}
 		rd := &Reader{
 			r: bytes.NewReader(data), end: uint64(len(data)), codec: c,
-			meta: newLRU[uint64, *metaBlock](1 << 20),
+			meta: cache.New[uint64, *metaBlock](1 << 20),
 		}
 		cur := rd.cursorAt("fuzz", 0, uint64(len(data)), metaPos{})
 		total := 0

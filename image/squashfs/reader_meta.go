@@ -23,7 +23,7 @@ func (rd *Reader) metaBlock(pos, limit uint64) (*metaBlock, error) {
 	if pos >= limit || limit-pos < 2 {
 		return nil, fmt.Errorf("metadata block at %#x outside its table (ends at %#x)", pos, limit)
 	}
-	mb, err := rd.meta.get(pos, func() (*metaBlock, int64, error) {
+	mb, err := rd.meta.Get(pos, func() (*metaBlock, int64, error) {
 		var hdr [2]byte
 		if err := rd.readFull(hdr[:], pos, "metadata block header"); err != nil {
 			return nil, 0, err

@@ -696,7 +696,7 @@ func TestConcurrentReads(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if n := r.data.len(); n == 0 || r.data.used > r.data.capacity {
-		t.Errorf("data cache holds %d entries, %d bytes of %d", n, r.data.used, r.data.capacity)
+	if n := r.data.Len(); n == 0 || r.data.Used() > r.data.Capacity() {
+		t.Errorf("data cache holds %d entries, %d bytes of %d", n, r.data.Used(), r.data.Capacity())
 	}
 }

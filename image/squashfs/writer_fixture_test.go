@@ -2,7 +2,6 @@ package squashfs_test
 
 import (
 	"bytes"
-	"github.com/closurefs/closurefs/internal/treetest"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -10,6 +9,7 @@ import (
 	"github.com/closurefs/closurefs/image"
 	"github.com/closurefs/closurefs/image/squashfs"
 	"github.com/closurefs/closurefs/integration/fixture"
+	"github.com/closurefs/closurefs/internal/treetest"
 )
 
 // TestWriterFixture writes the shared fixture closure (a real Nix closure)

@@ -1,4 +1,4 @@
-package squashfs
+package cache
 
 import (
 	"errors"
@@ -9,10 +9,10 @@ import (
 )
 
 func TestLRU(t *testing.T) {
-	c := newLRU[int, int](10)
+	c := New[int, int](10)
 	loads := 0
 	get := func(k int) int {
-		v, err := c.get(k, func() (int, int64, error) { loads++; return k * 10, 4, nil })
+		v, err := c.Get(k, func() (int, int64, error) { loads++; return k * 10, 4, nil })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -22,8 +22,8 @@ func TestLRU(t *testing.T) {
 	get(2)
 	get(1) // 1 is now the most recent
 	get(3) // 12 > 10: evicts 2
-	if loads != 3 || c.used != 8 || c.len() != 2 {
-		t.Fatalf("loads %d, used %d, len %d", loads, c.used, c.len())
+	if loads != 3 || c.Used() != 8 || c.Len() != 2 {
+		t.Fatalf("loads %d, used %d, len %d", loads, c.Used(), c.Len())
 	}
 	if get(1) != 10 || loads != 3 {
 		t.Fatalf("1 was evicted (loads %d)", loads)
@@ -33,12 +33,12 @@ func TestLRU(t *testing.T) {
 		t.Fatalf("2 was not evicted (loads %d)", loads)
 	}
 	// Too big to cache; errors are not cached.
-	c.get(9, func() (int, int64, error) { return 0, 11, nil })
-	if _, err := c.get(8, func() (int, int64, error) { return 0, 1, errors.New("boom") }); err == nil {
+	c.Get(9, func() (int, int64, error) { return 0, 11, nil })
+	if _, err := c.Get(8, func() (int, int64, error) { return 0, 1, errors.New("boom") }); err == nil {
 		t.Fatal("error lost")
 	}
-	if c.len() != 2 || c.used > c.capacity {
-		t.Fatalf("len %d, used %d", c.len(), c.used)
+	if c.Len() != 2 || c.Used() > c.Capacity() {
+		t.Fatalf("len %d, used %d", c.Len(), c.Used())
 	}
 
 	// Concurrent misses on one key share one load.
@@ -46,7 +46,7 @@ func TestLRU(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
-			v, err := c.get(42, func() (int, int64, error) {
+			v, err := c.Get(42, func() (int, int64, error) {
 				n.Add(1)
 				time.Sleep(20 * time.Millisecond)
 				return 7, 1, nil
@@ -64,9 +64,9 @@ func TestLRU(t *testing.T) {
 	// A panicking load releases its waiters with an error.
 	func() {
 		defer func() { recover() }()
-		c.get(99, func() (int, int64, error) { panic("x") })
+		c.Get(99, func() (int, int64, error) { panic("x") })
 	}()
-	if _, err := c.get(99, func() (int, int64, error) { return 1, 1, nil }); err != nil {
+	if _, err := c.Get(99, func() (int, int64, error) { return 1, 1, nil }); err != nil {
 		t.Fatalf("after a panicked load: %v", err)
 	}
 }
