@@ -98,24 +98,25 @@ mnt() {
 	mkdir -p "$d"
 	echo "$d"
 }
+# mounted KEY CMD...: mounts with CMD... MOUNTPOINT, measures it as KEY and
+# unmounts it.
+mounted() {
+	local key=$1 m
+	shift
+	m=$(mnt "$key")
+	"$@" "$m"
+	measure "$key" "$m"
+	umount "$m"
+}
 
 sections=${SECTIONS:-view squashfs erofs}
 if [[ " $sections " == *" view "* ]]; then
 echo "== closure view (closurefs mount) vs the native store"
 measure native /nix/store
-m=$(mnt view-pt)
-"$cf" mount --background --log "$work/view-pt.log" "$root" "$m"
+mounted view-passthrough "$cf" mount --background --log "$work/view-pt.log" "$root"
 grep -o 'file reads: [^;]*' "$work/view-pt.log" | sed 's/^/  /'
-measure view-passthrough "$m"
-umount "$m"
-m=$(mnt view-plain)
-"$cf" mount --background --no-passthrough "$root" "$m"
-measure view-plain "$m"
-umount "$m"
-m=$(mnt view-kcache)
-"$cf" mount --background --kernel-cache "$root" "$m"
-measure view-kernel-cache "$m"
-umount "$m"
+mounted view-plain "$cf" mount --background --no-passthrough "$root"
+mounted view-kernel-cache "$cf" mount --background --kernel-cache "$root"
 ratios native view-passthrough
 ratios native view-plain
 ratios native view-kernel-cache
@@ -129,21 +130,12 @@ echo "== squashfs image: closurefs mount-image vs squashfuse vs the kernel"
 sq=$work/closure.sqfs
 "$cf" snapshot -q -t squashfs -o "$sq" "$root"
 echo "  image: $(stat -c %s "$sq") bytes (closurefs snapshot -t squashfs)"
-m=$(mnt sq-cf)
-"$cf" mount-image --background "$sq" "$m"
-measure sq-closurefs "$m"
-umount "$m"
-m=$(mnt sq-squashfuse)
+mounted sq-closurefs "$cf" mount-image --background "$sq"
 sqfuse=squashfuse_ll # the faster, low-level squashfuse
 command -v $sqfuse >/dev/null || sqfuse=squashfuse
-$sqfuse "$sq" "$m"
 echo "  squashfuse: $sqfuse"
-measure sq-squashfuse "$m"
-umount "$m"
-m=$(mnt sq-kernel)
-mount -t squashfs -o ro,loop "$sq" "$m"
-measure sq-kernel "$m"
-umount "$m"
+mounted sq-squashfuse $sqfuse "$sq"
+mounted sq-kernel mount -t squashfs -o ro,loop "$sq"
 ratios sq-squashfuse sq-closurefs
 ratios sq-kernel sq-closurefs
 echo
@@ -154,23 +146,14 @@ echo "== erofs image: closurefs mount-image vs erofsfuse vs the kernel"
 er=$work/closure.erofs
 "$cf" snapshot -q -t erofs -o "$er" "$root"
 echo "  image: $(stat -c %s "$er") bytes (closurefs snapshot -t erofs)"
-m=$(mnt er-cf)
-"$cf" mount-image --background "$er" "$m"
-measure er-closurefs "$m"
-umount "$m"
+mounted er-closurefs "$cf" mount-image --background "$er"
 if command -v erofsfuse >/dev/null; then
-	m=$(mnt er-erofsfuse)
-	erofsfuse "$er" "$m"
-	measure er-erofsfuse "$m"
-	umount "$m"
+	mounted er-erofsfuse erofsfuse "$er"
 	ratios er-erofsfuse er-closurefs
 else
 	echo "  erofsfuse: not installed, skipped"
 fi
-m=$(mnt er-kernel)
-mount -t erofs -o ro,loop "$er" "$m"
-measure er-kernel "$m"
-umount "$m"
+mounted er-kernel mount -t erofs -o ro,loop "$er"
 ratios er-kernel er-closurefs
 echo
 fi
