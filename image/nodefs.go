@@ -140,12 +140,15 @@ func (f NodeFS[N]) walk(name string, follow bool) (n N, rest string, err error) 
 			cur, done = d, i+1
 		}
 	}
+	// Only directories are cached, and the root is one; each element's
+	// mode is read once, as the child of the one before.
+	curMode := fs.ModeDir
 	for done < len(name) {
 		elem := name[done:]
 		if i := strings.IndexByte(elem, '/'); i >= 0 {
 			elem = elem[:i]
 		}
-		if !f.t.Info(elem, cur).IsDir() {
+		if !curMode.IsDir() {
 			return zero, "", errNotDir
 		}
 		child, err := f.t.Lookup(cur, elem)
@@ -154,7 +157,8 @@ func (f NodeFS[N]) walk(name string, follow bool) (n N, rest string, err error) 
 		}
 		end := done + len(elem)
 		last := end == len(name)
-		if f.t.Info(elem, child).Mode()&fs.ModeSymlink != 0 && (!last || follow) {
+		mode := f.t.Info(elem, child).Mode()
+		if mode&fs.ModeSymlink != 0 && (!last || follow) {
 			t, err := f.t.ReadLink(child)
 			if err != nil {
 				return zero, "", err
@@ -174,10 +178,10 @@ func (f NodeFS[N]) walk(name string, follow bool) (n N, rest string, err error) 
 			}
 			return zero, p, nil
 		}
-		if !last {
+		if !last && mode.IsDir() {
 			f.dirs.put(name[:end], child)
 		}
-		cur = child
+		cur, curMode = child, mode
 		done = end + 1
 	}
 	return cur, "", nil
