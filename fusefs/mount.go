@@ -72,12 +72,19 @@ func Mount(mountpoint string, root gofs.InodeEmbedder, rootAttr *gofs.StableAttr
 		},
 	}
 	raw := gofs.NewNodeFS(root, opts)
+	hook, _ := root.(mountHook)
+	if hook != nil {
+		raw = hook.wrapRaw(raw)
+	}
 	if o.CachedDirs {
 		raw = &cachedDirs{RawFileSystem: raw}
 	}
 	server, err := fuse.NewServer(raw, mountpoint, &opts.MountOptions)
 	if err != nil {
 		return nil, mountError(mountpoint, err)
+	}
+	if hook != nil {
+		hook.mounted(server)
 	}
 	go server.Serve()
 	if err := server.WaitMount(); err != nil {

@@ -91,6 +91,12 @@ type View struct {
 	// passthrough reports whether open files use kernel passthrough.
 	passthrough atomic.Bool
 	rootDev     uint64
+	// server is the mount's server, for registering backing files;
+	// hooked reports that OPEN replies pass on the IDs Open leaves in
+	// pending (see backing.go).
+	server  atomic.Pointer[fuse.Server]
+	hooked  atomic.Bool
+	pending sync.Map // request cancel channel -> backing ID (int32)
 }
 
 // NewView computes the initial closure of opts.Roots and returns the view.
@@ -443,6 +449,9 @@ type storeNode struct {
 	v    *View
 	path string // physical path
 	top  bool   // a store path itself
+
+	bmu     sync.Mutex
+	backing int32 // the registered backing file's ID, 0 if none
 }
 
 var (
@@ -544,6 +553,11 @@ func (n *storeNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 	if n.v.opts.KernelCache {
 		return nil, 0, syscall.ENOSYS
 	}
+	if n.v.passthrough.Load() {
+		if f, ok := n.openShared(ctx); ok {
+			return f, 0, 0
+		}
+	}
 	fd, err := syscall.Open(n.path, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, 0, gofs.ToErrno(err)
@@ -562,6 +576,8 @@ func (n *storeNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, o
 		return f.Read(ctx, dest, off)
 	case *ptFile:
 		return f.Read(ctx, dest, off)
+	case *sharedPT:
+		fh = nil
 	}
 	fd, err := syscall.Open(n.path, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NOFOLLOW, 0)
 	if err != nil {
