@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/closurefs/closurefs/closure"
+	"github.com/closurefs/closurefs/internal/rawsys"
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
@@ -469,7 +470,7 @@ var (
 // lookupStore makes the node for the physical path p, a child of parent.
 func lookupStore(ctx context.Context, v *View, parent *gofs.Inode, p string, top bool, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	var st syscall.Stat_t
-	if err := syscall.Lstat(p, &st); err != nil {
+	if err := rawsys.Lstat(p, &st); err != nil {
 		return nil, gofs.ToErrno(err)
 	}
 	out.Attr.FromStat(&st)
@@ -486,7 +487,7 @@ func (n *storeNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 // Getattr stats the physical path.
 func (n *storeNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	var st syscall.Stat_t
-	if err := syscall.Lstat(n.path, &st); err != nil {
+	if err := rawsys.Lstat(n.path, &st); err != nil {
 		return gofs.ToErrno(err)
 	}
 	out.FromStat(&st)
