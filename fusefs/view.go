@@ -316,24 +316,50 @@ func (v *View) invalidate(old, s *viewState) {
 
 // Watch checks roots and store paths every Interval until Close, switching
 // the view when a root now leads elsewhere or a store path of the view
-// disappeared. Call it after mounting.
+// disappeared. Roots are resolved at every check; store paths are
+// checked when inotify reports entries leaving the store directory (all
+// of them after a switch, or if inotify is unavailable or loses events).
+// Call it after mounting.
 func (v *View) Watch() {
 	v.mountd.Store(true)
 	defer close(v.done)
+	w := newStoreWatch(v.opts.ReadDir)
+	defer func() {
+		if w != nil {
+			w.close()
+		}
+	}()
 	t := time.NewTicker(v.opts.Interval)
 	defer t.Stop()
+	full := true // the first check looks at every store path
 	for {
 		select {
 		case <-v.stop:
 			return
 		case <-t.C:
 		}
-		v.check()
+		var gone []string
+		if w != nil {
+			var all bool
+			gone, all = w.removed()
+			full = full || all
+			if w.dead {
+				w.close()
+				w = nil
+			}
+		} else {
+			full = true
+		}
+		full = v.check(full, gone)
 	}
 }
 
-// check compares the roots and store paths with the current state.
-func (v *View) check() {
+// check compares the roots and store paths with the current state: all
+// store paths if full, else those named in gone (base names that left
+// the store directory). It reports whether the next check must look at
+// all store paths (after a switch: paths of the new closure may have
+// left before it was computed).
+func (v *View) check(full bool, gone []string) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	s := v.state.Load()
@@ -350,20 +376,33 @@ func (v *View) check() {
 			break
 		}
 	}
-	if why == "" {
+	missing := func(p string) bool {
+		_, err := os.Lstat(v.physical(p))
+		return errors.Is(err, os.ErrNotExist)
+	}
+	if why == "" && full {
 		for _, p := range s.closure.Paths {
-			if _, err := os.Lstat(v.physical(p.Path)); errors.Is(err, os.ErrNotExist) {
+			if missing(p.Path) {
 				why = p.Path + " disappeared"
 				break
 			}
 		}
 	}
+	if why == "" && !full {
+		for _, name := range gone {
+			if i, ok := s.index[name]; ok && missing(s.closure.Paths[i].Path) {
+				why = s.closure.Paths[i].Path + " disappeared"
+				break
+			}
+		}
+	}
 	if why == "" {
-		return
+		return false
 	}
 	if err := v.switchTo(v.roots, why); err != nil {
 		v.opts.Logf("recomputing the closure (%s): %v", why, err)
 	}
+	return true
 }
 
 // Close stops watching.
