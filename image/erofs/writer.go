@@ -89,6 +89,7 @@ type Writer struct {
 	algs      uint16
 	cfgs      []byte // compression config records
 	sbEnd     int    // end of superblock and config records
+	wb        *writeback
 }
 
 // inode is the writer's record of one image inode.
@@ -139,7 +140,7 @@ func NewWriter(w io.WriterAt, opts Options) (*Writer, error) {
 	if len(opts.Label) > 16 {
 		return nil, fmt.Errorf("erofs: label %q longer than 16 bytes", opts.Label)
 	}
-	wr := &Writer{w: w, opts: opts, blksz: bs, blkbits: uint(bits.TrailingZeros(uint(bs)))}
+	wr := &Writer{w: w, opts: opts, blksz: bs, blkbits: uint(bits.TrailingZeros(uint(bs))), wb: newWriteback(w)}
 	if (opts.Ztailpacking || opts.FullIndexes || opts.Fragments) && (opts.Compressor == "" || opts.Compressor == "none") {
 		// As mkfs.erofs: these only concern compressed files.
 		opts.Ztailpacking, opts.FullIndexes, opts.Fragments = false, false, false
@@ -725,6 +726,7 @@ func (wr *Writer) writeAt(b []byte, off int64) error {
 	if _, err := wr.w.WriteAt(b, off); err != nil {
 		return fmt.Errorf("erofs: write: %w", err)
 	}
+	wr.wb.wrote(off, len(b))
 	return nil
 }
 
