@@ -81,7 +81,12 @@ type Writer struct {
 	// temporary file, so that memory does not grow with the tails.
 	packedFile *os.File
 	packedSize int64
-	incompat   uint32
+	// fragEnds indexes the fragments written to packedFile by their last
+	// fragKeyLen bytes, so that a tail equal to the end of an earlier one
+	// is stored once.
+	fragEnds map[[fragKeyLen]byte][]fragRef
+	fragBuf  []byte
+	incompat uint32
 	// pclusters maps the pclusters written so far to their block
 	// address, when identical pclusters are stored once (fragments or
 	// dedupe, as mkfs.erofs); nil otherwise.
@@ -727,22 +732,6 @@ func (wr *Writer) writeAt(b []byte, off int64) error {
 		return fmt.Errorf("erofs: write: %w", err)
 	}
 	wr.wb.wrote(off, len(b))
-	return nil
-}
-
-// addFragment appends a file's tail to the packed inode's data.
-func (wr *Writer) addFragment(b []byte) error {
-	if wr.packedFile == nil {
-		f, err := os.CreateTemp("", "closurefs-erofs-packed-*")
-		if err != nil {
-			return fmt.Errorf("erofs: fragments: %w", err)
-		}
-		wr.packedFile = f
-	}
-	if _, err := wr.packedFile.Write(b); err != nil {
-		return fmt.Errorf("erofs: fragments: %w", err)
-	}
-	wr.packedSize += int64(len(b))
 	return nil
 }
 
