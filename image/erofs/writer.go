@@ -81,7 +81,12 @@ type Writer struct {
 	// temporary file, so that memory does not grow with the tails.
 	packedFile *os.File
 	packedSize int64
-	incompat   uint32
+	// fragEnds indexes the fragments written to packedFile by their last
+	// fragKeyLen bytes, so that a tail equal to the end of an earlier one
+	// is stored once.
+	fragEnds map[[fragKeyLen]byte][]fragRef
+	fragBuf  []byte
+	incompat uint32
 	// pclusters maps the pclusters written so far to their block
 	// address, when identical pclusters are stored once (fragments or
 	// dedupe, as mkfs.erofs); nil otherwise.
@@ -89,6 +94,7 @@ type Writer struct {
 	algs      uint16
 	cfgs      []byte // compression config records
 	sbEnd     int    // end of superblock and config records
+	wb        *writeback
 }
 
 // inode is the writer's record of one image inode.
@@ -139,7 +145,7 @@ func NewWriter(w io.WriterAt, opts Options) (*Writer, error) {
 	if len(opts.Label) > 16 {
 		return nil, fmt.Errorf("erofs: label %q longer than 16 bytes", opts.Label)
 	}
-	wr := &Writer{w: w, opts: opts, blksz: bs, blkbits: uint(bits.TrailingZeros(uint(bs)))}
+	wr := &Writer{w: w, opts: opts, blksz: bs, blkbits: uint(bits.TrailingZeros(uint(bs))), wb: newWriteback(w)}
 	if (opts.Ztailpacking || opts.FullIndexes || opts.Fragments) && (opts.Compressor == "" || opts.Compressor == "none") {
 		// As mkfs.erofs: these only concern compressed files.
 		opts.Ztailpacking, opts.FullIndexes, opts.Fragments = false, false, false
@@ -725,22 +731,7 @@ func (wr *Writer) writeAt(b []byte, off int64) error {
 	if _, err := wr.w.WriteAt(b, off); err != nil {
 		return fmt.Errorf("erofs: write: %w", err)
 	}
-	return nil
-}
-
-// addFragment appends a file's tail to the packed inode's data.
-func (wr *Writer) addFragment(b []byte) error {
-	if wr.packedFile == nil {
-		f, err := os.CreateTemp("", "closurefs-erofs-packed-*")
-		if err != nil {
-			return fmt.Errorf("erofs: fragments: %w", err)
-		}
-		wr.packedFile = f
-	}
-	if _, err := wr.packedFile.Write(b); err != nil {
-		return fmt.Errorf("erofs: fragments: %w", err)
-	}
-	wr.packedSize += int64(len(b))
+	wr.wb.wrote(off, len(b))
 	return nil
 }
 

@@ -265,8 +265,8 @@ func (c *compressor) finishCompressed(wr *Writer, fs *fileState, h io.Writer) er
 	var tail []byte
 	var fragOff int64 = -1
 	if lastE.fragment {
-		fragOff = wr.packedSize
-		if err := wr.addFragment(fs.pending); err != nil {
+		var err error
+		if fragOff, err = wr.addFragment(fs.pending); err != nil {
 			return err
 		}
 		fs.pending = nil

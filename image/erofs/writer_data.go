@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"sync"
 
 	"github.com/closurefs/closurefs/image"
 	"github.com/closurefs/closurefs/internal/pipeline"
@@ -43,6 +44,8 @@ type chunkOut struct {
 	// sums are the SHA-256 of each extent's pcluster bytes (zero for the
 	// file's last extent) when pclusters are deduplicated.
 	sums [][sha256.Size]byte
+	// slab, on a batch's first chunk, holds the batch's read buffers.
+	slab *[]byte
 }
 
 // Work items: small files are grouped into batches of about batchBytes
@@ -53,6 +56,10 @@ const (
 	batchBytes = 1 << 20
 	batchFiles = 256
 )
+
+// slabBytes is the size of the recycled read buffers, which hold a batch
+// of small files.
+const slabBytes = 2 * batchBytes
 
 // batchDepth is the number of work items in flight per worker.
 const batchDepth = 4
@@ -70,9 +77,11 @@ func (wr *Writer) writeData(ctx context.Context, h io.Writer) error {
 	defer cancel()
 	tokens := make(chan struct{}, inFlightBytes/tokenBytes)
 	ntokens := func(n int) int { return min((n+tokenBytes-1)/tokenBytes, cap(tokens)) }
-	one := func(c chunk) (chunkOut, error) {
+	// Read buffers are carved from one slab per batch, recycled once the
+	// batch is emitted: the in-flight bound then also bounds allocation.
+	var slabs sync.Pool
+	one := func(c chunk, buf []byte) (chunkOut, error) {
 		out := chunkOut{chunk: c}
-		buf := make([]byte, c.n)
 		if err := readChunk(c.in.n, c.off, buf); err != nil {
 			return out, err
 		}
@@ -105,17 +114,33 @@ func (wr *Writer) writeData(ctx context.Context, h io.Writer) error {
 	}
 	work := func(b []chunk) ([]chunkOut, error) {
 		outs := make([]chunkOut, len(b))
+		total := 0
+		for _, c := range b {
+			total += c.n
+		}
+		var slab *[]byte
+		if total <= slabBytes {
+			slab, _ = slabs.Get().(*[]byte)
+		}
+		if slab == nil {
+			// Larger batches (a big file's chunk) get their own buffer.
+			s := make([]byte, max(total, slabBytes))
+			slab = &s
+		}
+		pos := 0
 		for i, c := range b {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			o, err := one(c)
+			o, err := one(c, (*slab)[pos:pos+c.n:pos+c.n])
 			if err != nil {
 				cancel()
 				return nil, err
 			}
+			pos += c.n
 			outs[i] = o
 		}
+		outs[0].slab = slab
 		return outs, nil
 	}
 	var cur *fileState
@@ -148,6 +173,10 @@ func (wr *Writer) writeData(ctx context.Context, h io.Writer) error {
 		}
 		for range ntokens(n) {
 			<-tokens
+		}
+		if len(outs) > 0 && outs[0].slab != nil && cap(*outs[0].slab) == slabBytes {
+			// Nothing emitted keeps a reference to the read buffers.
+			slabs.Put(outs[0].slab)
 		}
 		return nil
 	}
