@@ -1,0 +1,140 @@
+// Package zstdenc is a pure-Go Zstandard (RFC 8878) compressor built for
+// ratio on small inputs such as 128 KiB filesystem blocks.
+//
+// Each call to Encoder.Compress writes one single-segment frame with the
+// content size and no checksum. A binary-tree match finder feeds a
+// price-based optimal parser (two passes: the second prices symbols with
+// the statistics of the first); literals are Huffman coded with
+// github.com/klauspost/compress/huff0 and sequence codes with FSE tables
+// chosen per block among predefined, RLE and new tables by estimated cost.
+// Blocks that do not shrink are stored raw (or RLE).
+//
+// An Encoder is not safe for concurrent use; keep one per goroutine (for
+// instance in a sync.Pool). Output depends only on the input and the
+// parameters.
+package zstdenc
+
+import (
+	"encoding/binary"
+
+	"github.com/klauspost/compress/huff0"
+)
+
+// blockMax is the largest zstd block (Block_Maximum_Size).
+const blockMax = 128 << 10
+
+// Params tune the match finder and parser.
+type Params struct {
+	// Depth is how many binary-tree nodes a match search visits.
+	Depth int
+	// Nice is the match length taken at once without further parsing.
+	Nice int
+	// Passes is the number of parsing passes (1 or 2).
+	Passes int
+}
+
+// DefaultParams are the parameters Compress uses unless told otherwise.
+var DefaultParams = Params{Depth: 48, Nice: 128, Passes: 2}
+
+// Encoder compresses inputs into zstd frames, reusing its buffers.
+type Encoder struct {
+	p Params
+
+	// Match finder over the whole input.
+	head  []int32 // hash4 -> position+1
+	head3 []int32 // hash3 -> position+1
+	son   []int32 // binary tree: two children per position (+1)
+
+	// Parser state for one block.
+	nodes    []node
+	mstart   []int32 // first match of each position in matches; -1 skipped
+	skip     []bool
+	path     []int32
+	blockEnd int // end of the block being parsed
+	first    int // first match of the position being searched
+	matches  []match
+	seqs     []seq
+	lits     []byte
+
+	prices prices
+
+	// Entropy stage.
+	huff          huff0.Scratch
+	llT, mlT, ofT fseTable
+	codes         [][3]uint8
+	bw            bitWriter
+	blk           []byte
+}
+
+// NewEncoder returns an encoder with parameters p.
+func NewEncoder(p Params) *Encoder {
+	if p.Depth < 1 {
+		p.Depth = 1
+	}
+	if p.Nice < 4 {
+		p.Nice = 4
+	}
+	if p.Passes < 1 {
+		p.Passes = 1
+	}
+	return &Encoder{p: p}
+}
+
+// Compress appends one zstd frame holding src to dst.
+func (e *Encoder) Compress(dst, src []byte) []byte {
+	dst = appendFrameHeader(dst, len(src))
+	if len(src) == 0 {
+		return append(dst, 1, 0, 0) // last raw block of 0 bytes
+	}
+	e.reset(len(src))
+	reps := [3]uint32{1, 4, 8}
+	for start := 0; start < len(src); start += blockMax {
+		end := min(start+blockMax, len(src))
+		last := uint32(0)
+		if end == len(src) {
+			last = 1
+		}
+		n := end - start
+		if n > 1 && allSame(src[start:end]) {
+			e.insertRange(src, start, end)
+			dst = appendBlockHeader(dst, last, 1, n)
+			dst = append(dst, src[start])
+			continue
+		}
+		saved := reps
+		seqs, lits := e.parse(src, start, end, &reps)
+		blk := e.appendLiterals(e.blk[:0], lits)
+		blk = e.appendSequences(blk, seqs)
+		e.blk = blk
+		if len(blk) >= n {
+			reps = saved
+			dst = appendBlockHeader(dst, last, 0, n)
+			dst = append(dst, src[start:end]...)
+			continue
+		}
+		dst = appendBlockHeader(dst, last, 2, len(blk))
+		dst = append(dst, blk...)
+	}
+	return dst
+}
+
+func appendBlockHeader(dst []byte, last, typ uint32, size int) []byte {
+	h := last | typ<<1 | uint32(size)<<3
+	return append(dst, byte(h), byte(h>>8), byte(h>>16))
+}
+
+// appendFrameHeader appends the magic number and a single-segment frame
+// header with content size n.
+func appendFrameHeader(dst []byte, n int) []byte {
+	dst = binary.LittleEndian.AppendUint32(dst, 0xFD2FB528)
+	switch {
+	case n < 256:
+		return append(dst, 0x20, byte(n))
+	case n < 65536+256:
+		return binary.LittleEndian.AppendUint16(append(dst, 0x60), uint16(n-256))
+	case uint64(n) < 1<<32:
+		return binary.LittleEndian.AppendUint32(append(dst, 0xA0), uint32(n))
+	default:
+		return binary.LittleEndian.AppendUint64(append(dst, 0xE0), uint64(n))
+	}
+}
