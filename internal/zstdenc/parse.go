@@ -11,26 +11,27 @@ type match struct {
 	len, off uint32
 }
 
-// node is the cheapest known way to reach a position of the block.
+// node is the cheapest known way to reach a position of the block. The
+// repeat offsets at a position follow from its path; the parser keeps
+// them apart (Encoder.reps) once the position is final.
 type node struct {
-	price  int32     // in 1/256 bits
-	litLen uint32    // literals since the last match on the path
-	mlen   uint32    // length of the match that ends here (0: a literal)
-	offVal uint32    // offset value that match is coded with
-	reps   [3]uint32 // repeat offsets after this position
+	price  int32  // in 1/256 bits
+	litLen uint32 // literals since the last match on the path
+	mlen   uint32 // length of the match that ends here (0: a literal)
+	offVal uint32 // offset value that match is coded with
 }
 
 const (
 	infPrice  = math.MaxInt32 / 2
 	maxDist3  = 1 << 16 // farthest 3-byte match the hash3 table offers
-	hash3Log  = 14
+	hash3Log  = 12
 	minMatch  = 3
 	litMaxBit = 11 // Huffman codes are at most 11 bits
 )
 
 // reset prepares the match finder for an input of n bytes.
 func (e *Encoder) reset(n int) {
-	hl := min(max(bits.Len(uint(n))+1, 10), 17)
+	hl := min(max(bits.Len(uint(n))-18+14, 10), 14)
 	if cap(e.head) < 1<<hl {
 		e.head = make([]int32, 1<<hl)
 	}
@@ -157,7 +158,7 @@ func (e *Encoder) find(src []byte, p, limit int) int {
 	h3 := hash3(src[p:])
 	c3 := int(e.head3[h3]) - 1
 	e.head3[h3] = int32(p + 1)
-	if c3 >= 0 && p-c3 <= maxDist3 {
+	if c3 >= 0 && p-c3 <= maxDist3 && !e.p.NoHash3 {
 		if l := matchLen(src[c3:], src[p:p+limit]); l >= minMatch {
 			e.record(l, p, c3)
 			best = l
@@ -185,11 +186,6 @@ func (pr *prices) llPrice(l uint32) int32 {
 	return pr.ll[c] + int32(llBits[c])<<8
 }
 
-func (pr *prices) matchPrice(ov, ml uint32) int32 {
-	oc := ofCode(ov)
-	mc := mlCode(ml)
-	return pr.of[oc] + int32(oc)<<8 + pr.ml[mc] + int32(mlBits[mc])<<8 + pr.ll[0]
-}
 
 // setFromHist prices each symbol by -log2 of its smoothed frequency,
 // capped at maxBits.
@@ -204,19 +200,6 @@ func setFromHist(dst []int32, hist []uint32, maxBits float64) {
 	}
 }
 
-// setFromNorm prices symbols by a normalized distribution.
-func setFromNorm(dst []int32, norm []int16, log uint) {
-	for s := range dst {
-		n := 0.0
-		if s < len(norm) {
-			n = float64(norm[s])
-		}
-		if n <= 0 {
-			n = 1
-		}
-		dst[s] = int32((float64(log) - math.Log2(n)) * 256)
-	}
-}
 
 // repOffset returns the offset that repeat code k (0-2) stands for after
 // a run of literals (ll0: no literals).
@@ -278,6 +261,24 @@ func updateReps(r [3]uint32, ov uint32, ll0 bool) [3]uint32 {
 // parse chooses the sequences of block src[start:end], updating reps.
 func (e *Encoder) parse(src []byte, start, end int, reps *[3]uint32) ([]seq, []byte) {
 	n := end - start
+	e.blockEnd = end
+	pr := &e.prices
+	var hist [256]uint32
+	for _, b := range src[start:end] {
+		hist[b]++
+	}
+	setFromHist(pr.lit[:], hist[:], litMaxBit)
+	setFromHist(pr.ll[:], llPrior[:], llMaxLog)
+	setFromHist(pr.ml[:], mlPrior[:], mlMaxLog)
+	setFromHist(pr.of[:], ofPrior[:], ofMaxLog)
+	if e.p.Passes == 1 && !e.p.Greedy {
+		// One pass: search each position as the parser reaches it,
+		// keeping no match lists.
+		e.optimal(src, start, end, *reps, true)
+		seqs, lits := e.backtrack(src, start, end)
+		*reps = e.repsAt(n, *reps)
+		return seqs, lits
+	}
 	if cap(e.mstart) < n+1 {
 		e.mstart = make([]int32, n+1)
 		e.skip = make([]bool, n+1)
@@ -285,44 +286,84 @@ func (e *Encoder) parse(src []byte, start, end int, reps *[3]uint32) ([]seq, []b
 	e.mstart, e.skip = e.mstart[:n+1], e.skip[:n+1]
 	e.matches = e.matches[:0]
 	skipUntil := start
-	nice := e.p.Nice
-	e.blockEnd = end
 	for p := start; p < end; p++ {
 		i := p - start
 		e.mstart[i] = int32(len(e.matches))
 		e.skip[i] = p < skipUntil
-		limit := min(len(src)-p, nice)
-		if limit < 4 || end-p < minMatch {
-			continue
-		}
-		if e.skip[i] {
-			e.bt(src, p, limit, false, minMatch-1)
-			continue
-		}
-		if best := e.find(src, p, limit); best >= nice {
+		if best := e.search(src, p, e.skip[i]); best >= e.p.Nice {
 			skipUntil = p + best
 		}
 	}
 	e.mstart[n] = int32(len(e.matches))
-
-	pr := &e.prices
-	var hist [256]uint32
-	for _, b := range src[start:end] {
-		hist[b]++
+	if e.p.Greedy {
+		// A quick greedy parse of the stored matches gives the symbol
+		// statistics that price the optimal parse.
+		e.greedy(src, start, end, *reps)
+		e.setPrices(e.seqs, e.lits)
 	}
-	setFromHist(pr.lit[:], hist[:], litMaxBit)
-	setFromNorm(pr.ll[:], llDefault, llDefaultLog)
-	setFromNorm(pr.ml[:], mlDefault, mlDefaultLog)
-	setFromNorm(pr.of[:], ofDefault, ofDefaultLog)
-	for pass := 0; ; pass++ {
-		e.optimal(src, start, end, *reps)
+	for pass := 1; ; pass++ {
+		e.optimal(src, start, end, *reps, false)
 		seqs, lits := e.backtrack(src, start, end)
-		if pass+1 >= e.p.Passes {
-			*reps = e.nodes[n].reps
+		if pass >= e.p.Passes {
+			*reps = e.repsAt(n, *reps)
 			return seqs, lits
 		}
 		e.setPrices(seqs, lits)
 	}
+}
+
+// search adds position p to the match finder and, unless skip, appends
+// its matches to e.matches; it returns the longest match length.
+func (e *Encoder) search(src []byte, p int, skip bool) int {
+	limit := min(len(src)-p, e.p.Nice)
+	if limit < 4 || e.blockEnd-p < minMatch {
+		return 0
+	}
+	if skip {
+		if !e.p.NoSkipInsert {
+			e.bt(src, p, limit, false, minMatch-1)
+		}
+		return 0
+	}
+	return e.find(src, p, limit)
+}
+
+// greedy parses src[start:end] taking at each position the longest of
+// the stored and repeat matches, into e.seqs and e.lits.
+func (e *Encoder) greedy(src []byte, start, end int, reps [3]uint32) {
+	seqs := e.seqs[:0]
+	lits := e.lits[:0]
+	lit0 := start
+	for p := start; p < end; {
+		i := p - start
+		ll0 := p == lit0
+		bestLen, bestOv := uint32(0), uint32(0)
+		for k := 0; k < 3; k++ {
+			off := repOffset(reps, k, ll0)
+			if off == 0 || int(off) > p {
+				continue
+			}
+			if l := uint32(matchLen(src[p-int(off):], src[p:end])); l > bestLen {
+				bestLen, bestOv = l, uint32(k+1)
+			}
+		}
+		if ms := e.matches[e.mstart[i]:e.mstart[i+1]]; len(ms) > 0 {
+			if m := ms[len(ms)-1]; m.len > bestLen+1 {
+				bestLen, bestOv = m.len, offsetValue(reps, m.off, ll0)
+			}
+		}
+		if bestLen < minMatch+1 {
+			p++
+			continue
+		}
+		lits = append(lits, src[lit0:p]...)
+		seqs = append(seqs, seq{litLen: uint32(p - lit0), matchLen: bestLen, offVal: bestOv})
+		reps = updateReps(reps, bestOv, ll0)
+		p += int(bestLen)
+		lit0 = p
+	}
+	lits = append(lits, src[lit0:end]...)
+	e.seqs, e.lits = seqs, lits
 }
 
 // setPrices prices symbols by their frequencies in a parse.
@@ -346,8 +387,9 @@ func (e *Encoder) setPrices(seqs []seq, lits []byte) {
 	setFromHist(pr.of[:], ofH[:], ofMaxLog)
 }
 
-// optimal finds the cheapest parse of src[start:end] under e.prices.
-func (e *Encoder) optimal(src []byte, start, end int, reps [3]uint32) {
+// optimal finds the cheapest parse of src[start:end] under e.prices,
+// with the stored matches or, if live, searching each position itself.
+func (e *Encoder) optimal(src []byte, start, end int, reps [3]uint32, live bool) {
 	n := end - start
 	if cap(e.nodes) < n+1 {
 		e.nodes = make([]node, n+1)
@@ -358,59 +400,129 @@ func (e *Encoder) optimal(src []byte, start, end int, reps [3]uint32) {
 		nodes[i].price = infPrice
 	}
 	pr := &e.prices
-	nodes[0] = node{price: pr.llPrice(0), reps: reps}
+	// Match length prices up to the nice length (beyond it only one
+	// length per match is tried).
 	nice := uint32(e.p.Nice)
-	for i := 0; i < n; i++ {
-		cur := nodes[i]
-		if cur.price >= infPrice || e.skip[i] {
+	mlp := e.mlp[:0]
+	for L := uint32(0); L <= nice; L++ {
+		if L < minMatch {
+			mlp = append(mlp, 0)
 			continue
 		}
+		mc := mlCode(L)
+		mlp = append(mlp, pr.ml[mc]+int32(mlBits[mc])<<8+pr.ll[0])
+	}
+	e.mlp = mlp
+	var llp [64]int32
+	for l := range llp {
+		llp[l] = pr.llPrice(uint32(l))
+	}
+	nodes[0] = node{price: llp[0]}
+	if cap(e.reps) < n+1 {
+		e.reps = make([][3]uint32, n+1)
+	}
+	e.reps = e.reps[:n+1]
+	skipUntil := start
+	var ms []match
+	for i := 0; i < n; i++ {
+		if live {
+			p := start + i
+			e.matches = e.matches[:0]
+			skip := p < skipUntil
+			if best := e.search(src, p, skip); best >= e.p.Nice {
+				skipUntil = p + best
+			}
+			if skip {
+				continue
+			}
+			ms = e.matches
+		} else {
+			if e.skip[i] {
+				continue
+			}
+			ms = e.matches[e.mstart[i]:e.mstart[i+1]]
+		}
+		cur := &nodes[i]
+		if cur.price >= infPrice {
+			continue
+		}
+		creps := e.repsAt(i, reps)
+		e.reps[i] = creps
 		abs := start + i
 		base := cur.price
 		ll := cur.litLen
-		lp := base + pr.lit[src[abs]] + pr.llPrice(ll+1) - pr.llPrice(ll)
-		if lp < nodes[i+1].price {
-			nodes[i+1] = node{price: lp, litLen: ll + 1, reps: cur.reps}
+		var inc int32
+		if ll < 63 {
+			inc = llp[ll+1] - llp[ll]
+		} else {
+			inc = pr.llPrice(ll+1) - pr.llPrice(ll)
+		}
+		if lp := base + pr.lit[src[abs]] + inc; lp < nodes[i+1].price {
+			nodes[i+1] = node{price: lp, litLen: ll + 1}
 		}
 		a := src[abs:end]
 		ll0 := ll == 0
 		for k := 0; k < 3; k++ {
-			off := repOffset(cur.reps, k, ll0)
+			off := repOffset(creps, k, ll0)
 			if off == 0 || int(off) > abs {
 				continue
 			}
-			l := uint32(matchLen(src[abs-int(off):], a))
-			if l < minMatch {
-				continue
-			}
-			ov := uint32(k + 1)
-			nr := updateReps(cur.reps, ov, ll0)
-			from := uint32(minMatch)
-			if l >= nice {
-				from = l
-			}
-			for L := from; L <= l; L++ {
-				if p := base + pr.matchPrice(ov, L); p < nodes[i+int(L)].price {
-					nodes[i+int(L)] = node{price: p, mlen: L, offVal: ov, reps: nr}
+			if len(a) < 4 || binary.LittleEndian.Uint32(src[abs-int(off):]) != binary.LittleEndian.Uint32(a) {
+				if len(a) < minMatch || src[abs-int(off)] != a[0] || src[abs-int(off)+1] != a[1] || src[abs-int(off)+2] != a[2] {
+					continue
 				}
+			}
+			if l := uint32(matchLen(src[abs-int(off):], a)); l >= minMatch {
+				e.relax(nodes, i, base, uint32(k+1), minMatch, l)
 			}
 		}
 		prev := uint32(minMatch)
-		for _, m := range e.matches[e.mstart[i]:e.mstart[i+1]] {
-			ov := offsetValue(cur.reps, m.off, ll0)
-			nr := updateReps(cur.reps, ov, ll0)
-			from := prev
-			if m.len >= nice {
-				from = m.len
-			}
-			for L := from; L <= m.len; L++ {
-				if p := base + pr.matchPrice(ov, L); p < nodes[i+int(L)].price {
-					nodes[i+int(L)] = node{price: p, mlen: L, offVal: ov, reps: nr}
-				}
-			}
+		for _, m := range ms {
+			e.relax(nodes, i, base, offsetValue(creps, m.off, ll0), prev, m.len)
 			prev = m.len + 1
 		}
 	}
+}
+
+// relax offers the nodes i+from..i+to the match coded ov from node i
+// (price base). A match
+// of the nice length or more is offered at its full length only, and of
+// the other lengths only the Tail longest.
+func (e *Encoder) relax(nodes []node, i int, base int32, ov, from, to uint32) {
+	pr := &e.prices
+	oc := ofCode(ov)
+	op := base + pr.of[oc] + int32(oc)<<8
+	if to >= uint32(e.p.Nice) {
+		L := to
+		mc := mlCode(L)
+		if p := op + pr.ml[mc] + int32(mlBits[mc])<<8 + pr.ll[0]; p < nodes[i+int(L)].price {
+			nodes[i+int(L)] = node{price: p, mlen: L, offVal: ov}
+		}
+		return
+	}
+	if tail := uint32(e.p.Tail); to-from >= tail {
+		from = to - tail + 1
+	}
+	mlp := e.mlp[:to+1]
+	for L := from; L <= to; L++ {
+		if p := op + mlp[L]; p < nodes[i+int(L)].price {
+			nodes[i+int(L)] = node{price: p, mlen: L, offVal: ov}
+		}
+	}
+}
+
+// repsAt returns the repeat offsets after the cheapest path to node i,
+// from those of its predecessor (reps0 at the start of the block).
+func (e *Encoder) repsAt(i int, reps0 [3]uint32) [3]uint32 {
+	if i == 0 {
+		return reps0
+	}
+	nd := &e.nodes[i]
+	if nd.mlen == 0 {
+		return e.reps[i-1]
+	}
+	j := i - int(nd.mlen)
+	return updateReps(e.reps[j], nd.offVal, e.nodes[j].litLen == 0)
 }
 
 // backtrack turns the cheapest path to the end of the block into

@@ -16,6 +16,7 @@ package zstdenc
 
 import (
 	"encoding/binary"
+	"math"
 
 	"github.com/klauspost/compress/huff0"
 )
@@ -31,10 +32,21 @@ type Params struct {
 	Nice int
 	// Passes is the number of parsing passes (1 or 2).
 	Passes int
+	// Tail is how many of the longest lengths of each match the parser
+	// tries (shorter ones down to the previous match's length are
+	// skipped).
+	Tail int
+	// NoSkipInsert leaves the positions inside matches of the nice
+	// length out of the match finder.
+	NoSkipInsert bool
+	// NoHash3 turns off the search for close 3-byte matches.
+	NoHash3 bool
+	// Greedy prices the first pass with a greedy parse's statistics.
+	Greedy bool
 }
 
 // DefaultParams are the parameters Compress uses unless told otherwise.
-var DefaultParams = Params{Depth: 48, Nice: 128, Passes: 2}
+var DefaultParams = Params{Depth: 4, Nice: 32, Passes: 1, Tail: 4, NoSkipInsert: true}
 
 // Encoder compresses inputs into zstd frames, reusing its buffers.
 type Encoder struct {
@@ -47,7 +59,8 @@ type Encoder struct {
 
 	// Parser state for one block.
 	nodes    []node
-	mstart   []int32 // first match of each position in matches; -1 skipped
+	reps     [][3]uint32 // repeat offsets at each final node
+	mstart   []int32     // first match of each position in matches; -1 skipped
 	skip     []bool
 	path     []int32
 	blockEnd int // end of the block being parsed
@@ -57,6 +70,7 @@ type Encoder struct {
 	lits     []byte
 
 	prices prices
+	mlp    []int32
 
 	// Entropy stage.
 	huff          huff0.Scratch
@@ -73,6 +87,9 @@ func NewEncoder(p Params) *Encoder {
 	}
 	if p.Nice < 4 {
 		p.Nice = 4
+	}
+	if p.Tail < 1 {
+		p.Tail = 1
 	}
 	if p.Passes < 1 {
 		p.Passes = 1
@@ -137,4 +154,25 @@ func appendFrameHeader(dst []byte, n int) []byte {
 	default:
 		return binary.LittleEndian.AppendUint64(append(dst, 0xE0), uint64(n))
 	}
+}
+
+// HighEntropy reports whether the bytes of b look random (order-0
+// entropy of at least 7 bits per byte), data on which an optimal parser
+// wins almost nothing over a fast one.
+func HighEntropy(b []byte) bool {
+	if len(b) < 1024 {
+		return false
+	}
+	var h [256]uint32
+	for _, c := range b {
+		h[c]++
+	}
+	n := float64(len(b))
+	bits := 0.0
+	for _, c := range h {
+		if c > 0 {
+			bits -= float64(c) * math.Log2(float64(c)/n)
+		}
+	}
+	return bits >= 7*n
 }

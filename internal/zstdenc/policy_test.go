@@ -1,0 +1,43 @@
+package zstdenc
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"testing"
+)
+
+func TestPolicyDump(t *testing.T) {
+	if os.Getenv("ZSTDENC_POLICY") == "" {
+		t.Skip()
+	}
+	blocks := sampleBlocks(t, 3)
+	p := DefaultParams
+	if v := os.Getenv("ZSTDENC_PARAMS"); v != "" {
+		fmt.Sscanf(v, "%d,%d,%d,%t,%d,%t,%t", &p.Depth, &p.Nice, &p.Passes, &p.Greedy, &p.Tail, &p.NoSkipInsert, &p.NoHash3)
+	}
+	e := NewEncoder(p)
+	kp := newKP()
+	f, _ := os.Create(os.Getenv("ZSTDENC_POLICY"))
+	defer f.Close()
+	for _, b := range blocks {
+		var h [256]int
+		for _, c := range b {
+			h[c]++
+		}
+		ent := 0.0
+		for _, c := range h {
+			if c > 0 {
+				p := float64(c) / float64(len(b))
+				ent -= p * math.Log2(p)
+			}
+		}
+		t0 := cpuNow()
+		o := len(e.Compress(nil, b))
+		d1 := cpuNow() - t0
+		t0 = cpuNow()
+		k := len(kp.EncodeAll(b, nil))
+		d2 := cpuNow() - t0
+		fmt.Fprintf(f, "%.3f %d %d %d %d\n", ent, min(o, len(b)), min(k, len(b)), d1.Microseconds(), d2.Microseconds())
+	}
+}
