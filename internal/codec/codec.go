@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -227,15 +228,17 @@ type zstdCodec struct {
 	level int
 	enc   *zstd.Encoder
 	dec   *zstd.Decoder
-	// own holds *zstdenc.Encoder values for levels from ownZstdLevel up:
-	// one per concurrent caller, reused.
-	own sync.Pool
+	// own holds idle zstdenc encoders (levels from ownZstdLevel up). A
+	// bounded list rather than a sync.Pool, which empties at every
+	// garbage collection: each encoder holds a few MiB of buffers that
+	// are costly to allocate again.
+	own chan *zstdenc.Encoder
 }
 
 // ownZstdLevel is the lowest zstd level compressed by internal/zstdenc,
-// whose optimal parser makes 128 KiB blocks of Nix store files about 2.5%
-// smaller than klauspost's best level, at about 2.5 times its CPU time.
-// Lower levels use klauspost/compress, faster at their ratios.
+// whose optimal parser makes 128 KiB blocks of Nix store files smaller
+// than klauspost's best level (see zstdenc.LevelParams). Lower levels use
+// klauspost/compress, faster at their ratios.
 const ownZstdLevel = 16
 
 // ownZstdMax is the largest input internal/zstdenc compresses: its
@@ -259,19 +262,24 @@ func newZstd(level int) (Codec, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &zstdCodec{level: level, enc: enc, dec: dec}, nil
+	return &zstdCodec{level: level, enc: enc, dec: dec, own: make(chan *zstdenc.Encoder, runtime.GOMAXPROCS(0)+2)}, nil
 }
 
 func (c *zstdCodec) Name() string { return "zstd" }
 func (c *zstdCodec) Level() int   { return c.level }
 func (c *zstdCodec) Compress(dst, src []byte) ([]byte, error) {
 	if c.level >= ownZstdLevel && len(src) <= ownZstdMax && !zstdenc.HighEntropy(src) {
-		e, _ := c.own.Get().(*zstdenc.Encoder)
-		if e == nil {
-			e = zstdenc.NewEncoder(zstdenc.DefaultParams)
+		var e *zstdenc.Encoder
+		select {
+		case e = <-c.own:
+		default:
+			e = zstdenc.NewEncoder(zstdenc.LevelParams(c.level))
 		}
 		dst = e.Compress(dst, src)
-		c.own.Put(e)
+		select {
+		case c.own <- e:
+		default: // enough idle encoders: let this one go
+		}
 		return dst, nil
 	}
 	return c.enc.EncodeAll(src, dst), nil

@@ -41,10 +41,77 @@ func (e *Encoder) reset(n int) {
 		e.head3 = make([]int32, 1<<hash3Log)
 	}
 	clear(e.head3)
+	if e.p.Rows > 0 {
+		e.rowLog = uint(min(max(bits.Len(uint(n))-4, 8), 13))
+		rows := 1 << e.rowLog
+		if cap(e.rows) < rows*8 {
+			e.rows = make([]int32, rows*8)
+			e.rowHead = make([]uint8, rows)
+			e.tags = make([]uint64, rows)
+		}
+		e.rows, e.rowHead, e.tags = e.rows[:rows*8], e.rowHead[:rows], e.tags[:rows]
+		clear(e.rows)
+		clear(e.rowHead)
+		clear(e.tags)
+		return
+	}
 	if cap(e.son) < 2*n {
 		e.son = make([]int32, 2*n)
 	}
 	e.son = e.son[:2*n]
+}
+
+// rowHash returns the row of the 4 bytes at b and a tag byte from other
+// bits of their hash.
+func (e *Encoder) rowHash(b []byte) (int, uint64) {
+	h := binary.LittleEndian.Uint32(b) * 2654435761
+	return int(h >> (32 - e.rowLog)), uint64(byte(h >> (24 - e.rowLog)))
+}
+
+// rowInsert adds position p to its row.
+func (e *Encoder) rowInsert(src []byte, p int) {
+	h, tag := e.rowHash(src[p:])
+	k := (e.rowHead[h] - 1) & 7
+	e.rowHead[h] = k
+	e.rows[h*8+int(k)] = int32(p + 1)
+	sh := 8 * uint(k)
+	e.tags[h] = e.tags[h]&^(0xFF<<sh) | tag<<sh
+}
+
+// rowFind records the matches at p among the 8 recent positions of its
+// row whose tag matches, nearest first, then adds p to the row.
+func (e *Encoder) rowFind(src []byte, p, limit, best int) int {
+	h, tag := e.rowHash(src[p:])
+	k0 := e.rowHead[h]
+	row := e.rows[h*8 : h*8+8]
+	a := src[p : p+limit]
+	first := binary.LittleEndian.Uint32(a)
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	x := e.tags[h] ^ tag*lo
+	m := (x - lo) &^ x & hi // a high bit for each byte of x that may be 0
+	m = bits.RotateLeft64(m, -8*int(k0))
+	for m != 0 {
+		j := uint8(bits.TrailingZeros64(m) >> 3)
+		m &= m - 1
+		c := int(row[(k0+j)&7]) - 1
+		if c < 0 || binary.LittleEndian.Uint32(src[c:]) != first {
+			continue
+		}
+		l := 4 + matchLen(src[c+4:], a[4:])
+		if l > best {
+			best = l
+			e.record(l, p, c)
+			if l == limit {
+				break
+			}
+		}
+	}
+	k := (k0 - 1) & 7
+	e.rowHead[h] = k
+	row[k] = int32(p + 1)
+	sh := 8 * uint(k)
+	e.tags[h] = e.tags[h]&^(0xFF<<sh) | tag<<sh
+	return best
 }
 
 func (e *Encoder) hash4(b []byte) uint32 {
@@ -79,7 +146,11 @@ func matchLen(a, b []byte) int {
 func (e *Encoder) insertRange(src []byte, from, to int) {
 	for p := from; p < to; p++ {
 		if limit := min(len(src)-p, e.p.Nice); limit >= 4 {
-			e.bt(src, p, limit, false, minMatch-1)
+			if e.p.Rows > 0 {
+				e.rowInsert(src, p)
+			} else {
+				e.bt(src, p, limit, false, minMatch-1)
+			}
 		}
 	}
 }
@@ -164,7 +235,11 @@ func (e *Encoder) find(src []byte, p, limit int) int {
 			best = l
 		}
 	}
-	best = e.bt(src, p, limit, true, best)
+	if e.p.Rows > 0 {
+		best = e.rowFind(src, p, limit, best)
+	} else {
+		best = e.bt(src, p, limit, true, best)
+	}
 	if n := len(e.matches); n > e.first && best >= limit {
 		m := &e.matches[n-1]
 		m.len = uint32(matchLen(src[p-int(m.off):], src[p:e.blockEnd]))
@@ -186,7 +261,6 @@ func (pr *prices) llPrice(l uint32) int32 {
 	return pr.ll[c] + int32(llBits[c])<<8
 }
 
-
 // setFromHist prices each symbol by -log2 of its smoothed frequency,
 // capped at maxBits.
 func setFromHist(dst []int32, hist []uint32, maxBits float64) {
@@ -199,7 +273,6 @@ func setFromHist(dst []int32, hist []uint32, maxBits float64) {
 		dst[s] = int32(math.Min(b, maxBits) * 256)
 	}
 }
-
 
 // repOffset returns the offset that repeat code k (0-2) stands for after
 // a run of literals (ll0: no literals).
@@ -320,7 +393,9 @@ func (e *Encoder) search(src []byte, p int, skip bool) int {
 		return 0
 	}
 	if skip {
-		if !e.p.NoSkipInsert {
+		if e.p.Rows > 0 {
+			e.rowInsert(src, p)
+		} else if !e.p.NoSkipInsert {
 			e.bt(src, p, limit, false, minMatch-1)
 		}
 		return 0

@@ -7,6 +7,9 @@ import (
 	"testing"
 )
 
+// TestPolicyDump writes, per sample block, its order-0 entropy, our and
+// klauspost's sizes and CPU times to $ZSTDENC_POLICY, for tuning the
+// parameters and the high-entropy gate (a measurement, run on request).
 func TestPolicyDump(t *testing.T) {
 	if os.Getenv("ZSTDENC_POLICY") == "" {
 		t.Skip()
@@ -14,7 +17,7 @@ func TestPolicyDump(t *testing.T) {
 	blocks := sampleBlocks(t, 3)
 	p := DefaultParams
 	if v := os.Getenv("ZSTDENC_PARAMS"); v != "" {
-		fmt.Sscanf(v, "%d,%d,%d,%t,%d,%t,%t", &p.Depth, &p.Nice, &p.Passes, &p.Greedy, &p.Tail, &p.NoSkipInsert, &p.NoHash3)
+		fmt.Sscanf(v, "%d,%d,%d,%t,%d,%t,%t,%d", &p.Depth, &p.Nice, &p.Passes, &p.Greedy, &p.Tail, &p.NoSkipInsert, &p.NoHash3, &p.Rows)
 	}
 	e := NewEncoder(p)
 	kp := newKP()

@@ -60,7 +60,7 @@ func TestCompareSample(t *testing.T) {
 	}
 	p := DefaultParams
 	if v := os.Getenv("ZSTDENC_PARAMS"); v != "" {
-		if _, err := fmt.Sscanf(v, "%d,%d,%d,%t,%d,%t,%t", &p.Depth, &p.Nice, &p.Passes, &p.Greedy, &p.Tail, &p.NoSkipInsert, &p.NoHash3); err != nil {
+		if _, err := fmt.Sscanf(v, "%d,%d,%d,%t,%d,%t,%t,%d", &p.Depth, &p.Nice, &p.Passes, &p.Greedy, &p.Tail, &p.NoSkipInsert, &p.NoHash3, &p.Rows); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -26,7 +26,8 @@ const blockMax = 128 << 10
 
 // Params tune the match finder and parser.
 type Params struct {
-	// Depth is how many binary-tree nodes a match search visits.
+	// Depth is how many binary-tree nodes a match search visits (when
+	// Rows is 0).
 	Depth int
 	// Nice is the match length taken at once without further parsing.
 	Nice int
@@ -41,12 +42,32 @@ type Params struct {
 	NoSkipInsert bool
 	// NoHash3 turns off the search for close 3-byte matches.
 	NoHash3 bool
+	// Rows, if not 0, replaces the binary tree by rows of the 8 most
+	// recent positions of each hash.
+	Rows int
 	// Greedy prices the first pass with a greedy parse's statistics.
 	Greedy bool
 }
 
-// DefaultParams are the parameters Compress uses unless told otherwise.
-var DefaultParams = Params{Depth: 4, Nice: 32, Passes: 1, Tail: 4, NoSkipInsert: true}
+// DefaultParams are the parameters of level 15.
+var DefaultParams = LevelParams(15)
+
+// LevelParams returns the parameters for a zstd-style level from 15 to
+// 22, trading speed for ratio. On 128 KiB blocks of Nix store files,
+// compared with klauspost/compress's best level: level 15 makes output
+// about 1.4% smaller at about 1.5x its CPU time, levels 16-18 about 2%
+// smaller at 2x, levels 19-22 (two passes over a binary tree) about 4%
+// smaller at 4x.
+func LevelParams(level int) Params {
+	switch {
+	case level <= 15:
+		return Params{Nice: 16, Passes: 1, Tail: 4, Rows: 8}
+	case level <= 18:
+		return Params{Nice: 32, Passes: 1, Tail: 4, Rows: 8}
+	default:
+		return Params{Depth: 16, Nice: 64, Passes: 2, Tail: 8}
+	}
+}
 
 // Encoder compresses inputs into zstd frames, reusing its buffers.
 type Encoder struct {
@@ -56,6 +77,11 @@ type Encoder struct {
 	head  []int32 // hash4 -> position+1
 	head3 []int32 // hash3 -> position+1
 	son   []int32 // binary tree: two children per position (+1)
+	// Or rows of recent positions (+1) per hash, newest at rowHead.
+	rows    []int32
+	rowHead []uint8
+	tags    []uint64 // a tag byte per row entry
+	rowLog  uint
 
 	// Parser state for one block.
 	nodes    []node
