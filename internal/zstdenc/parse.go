@@ -24,7 +24,7 @@ type node struct {
 const (
 	infPrice  = math.MaxInt32 / 2
 	maxDist3  = 1 << 16 // farthest 3-byte match the hash3 table offers
-	hash3Log  = 12
+	hash3Log  = 14
 	minMatch  = 3
 	litMaxBit = 11 // Huffman codes are at most 11 bits
 )
@@ -274,6 +274,20 @@ func setFromHist(dst []int32, hist []uint32, maxBits float64) {
 	}
 }
 
+// setFromNorm prices symbols by a normalized distribution.
+func setFromNorm(dst []int32, norm []int16, log uint) {
+	for s := range dst {
+		n := 0.0
+		if s < len(norm) {
+			n = float64(norm[s])
+		}
+		if n <= 0 {
+			n = 1
+		}
+		dst[s] = int32((float64(log) - math.Log2(n)) * 256)
+	}
+}
+
 // repOffset returns the offset that repeat code k (0-2) stands for after
 // a run of literals (ll0: no literals).
 func repOffset(r [3]uint32, k int, ll0 bool) uint32 {
@@ -340,10 +354,23 @@ func (e *Encoder) parse(src []byte, start, end int, reps *[3]uint32) ([]seq, []b
 	for _, b := range src[start:end] {
 		hist[b]++
 	}
+	if f := e.p.LitFlat; f > 0 {
+		// Literals are the bytes matches miss: flatter than the block.
+		add := uint32(f * (end - start) / 256 / 16)
+		for i := range hist {
+			hist[i] += add
+		}
+	}
 	setFromHist(pr.lit[:], hist[:], litMaxBit)
-	setFromHist(pr.ll[:], llPrior[:], llMaxLog)
-	setFromHist(pr.ml[:], mlPrior[:], mlMaxLog)
-	setFromHist(pr.of[:], ofPrior[:], ofMaxLog)
+	if e.p.Predefined {
+		setFromNorm(pr.ll[:], llDefault, llDefaultLog)
+		setFromNorm(pr.ml[:], mlDefault, mlDefaultLog)
+		setFromNorm(pr.of[:], ofDefault, ofDefaultLog)
+	} else {
+		setFromHist(pr.ll[:], llPrior[:], llMaxLog)
+		setFromHist(pr.ml[:], mlPrior[:], mlMaxLog)
+		setFromHist(pr.of[:], ofPrior[:], ofMaxLog)
+	}
 	if e.p.Passes == 1 && !e.p.Greedy {
 		// One pass: search each position as the parser reaches it,
 		// keeping no match lists.

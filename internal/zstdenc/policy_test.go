@@ -17,7 +17,7 @@ func TestPolicyDump(t *testing.T) {
 	blocks := sampleBlocks(t, 3)
 	p := DefaultParams
 	if v := os.Getenv("ZSTDENC_PARAMS"); v != "" {
-		fmt.Sscanf(v, "%d,%d,%d,%t,%d,%t,%t,%d", &p.Depth, &p.Nice, &p.Passes, &p.Greedy, &p.Tail, &p.NoSkipInsert, &p.NoHash3, &p.Rows)
+		fmt.Sscanf(v, "%d,%d,%d,%t,%d,%t,%t,%d,%d,%t", &p.Depth, &p.Nice, &p.Passes, &p.Greedy, &p.Tail, &p.NoSkipInsert, &p.NoHash3, &p.Rows, &p.LitFlat, &p.Predefined)
 	}
 	e := NewEncoder(p)
 	kp := newKP()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -59,8 +60,12 @@ func TestCompareSample(t *testing.T) {
 		in += len(b)
 	}
 	p := DefaultParams
+	if v := os.Getenv("ZSTDENC_LEVEL"); v != "" {
+		l, _ := strconv.Atoi(v)
+		p = LevelParams(l)
+	}
 	if v := os.Getenv("ZSTDENC_PARAMS"); v != "" {
-		if _, err := fmt.Sscanf(v, "%d,%d,%d,%t,%d,%t,%t,%d", &p.Depth, &p.Nice, &p.Passes, &p.Greedy, &p.Tail, &p.NoSkipInsert, &p.NoHash3, &p.Rows); err != nil {
+		if _, err := fmt.Sscanf(v, "%d,%d,%d,%t,%d,%t,%t,%d,%d,%t", &p.Depth, &p.Nice, &p.Passes, &p.Greedy, &p.Tail, &p.NoSkipInsert, &p.NoHash3, &p.Rows, &p.LitFlat, &p.Predefined); err != nil {
 			t.Fatal(err)
 		}
 	}
