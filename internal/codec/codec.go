@@ -244,9 +244,9 @@ type zstdCodec struct {
 // time, and lost on some text.
 const ownZstdLevel = 16
 
-// ownZstdMax is the largest input internal/zstdenc compresses: its
-// memory grows with the input (about 40 bytes per input byte), so bigger
-// inputs go to klauspost/compress.
+// ownZstdMax is the largest input internal/zstdenc compresses: an
+// encoder holds about 8 MiB plus 8 bytes per input byte (its match
+// tree), so bigger inputs go to klauspost/compress.
 const ownZstdMax = 4 << 20
 
 func newZstd(level int) (Codec, error) {
