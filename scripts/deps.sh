@@ -3,7 +3,7 @@
 # reference tools (Nix, erofs-utils, squashfs-tools, squashfs-tools-ng,
 # squashfuse, fuse3) and the Go modules. Safe to run again.
 set -eu
-pkgs="nix-bin erofs-utils squashfs-tools squashfs-tools-ng fuse3 squashfuse attr rsync util-linux kmod jq openssl time"
+pkgs="nix-bin erofs-utils squashfs-tools squashfs-tools-ng fuse3 squashfuse attr rsync util-linux kmod jq openssl time zstd"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

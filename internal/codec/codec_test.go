@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math/rand"
+	"os/exec"
 	"testing"
 )
 
@@ -82,6 +83,35 @@ func TestZlibIsStandard(t *testing.T) {
 	got, err := io.ReadAll(r)
 	if err != nil || !bytes.Equal(got, in) {
 		t.Fatalf("standard zlib reader: %v, equal=%v", err, bytes.Equal(got, in))
+	}
+}
+
+// TestZstdIsStandard checks the zstd frames of the levels zstdenc
+// writes against C zstd's decoder (the kernel's squashfs decompressor is
+// the same code) and that they are the same bytes on every call.
+func TestZstdIsStandard(t *testing.T) {
+	cli, err := exec.LookPath("zstd")
+	if err != nil {
+		t.Skip("zstd CLI not installed (scripts/deps.sh installs it): C decoder oracle skipped")
+	}
+	for _, level := range []int{15, 16, 22} {
+		c, err := New("zstd", level)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, in := range samples() {
+			out, _ := c.Compress(nil, in)
+			again, _ := c.Compress(nil, in)
+			if !bytes.Equal(out, again) {
+				t.Errorf("level %d %s: output differs between calls", level, name)
+			}
+			cmd := exec.Command(cli, "-d", "-c", "-q")
+			cmd.Stdin = bytes.NewReader(out)
+			got, err := cmd.Output()
+			if err != nil || !bytes.Equal(got, in) {
+				t.Errorf("level %d %s: zstd -d: %v, equal=%v", level, name, err, bytes.Equal(got, in))
+			}
+		}
 	}
 }
 
