@@ -202,6 +202,9 @@ func TestWriterMatrix(t *testing.T) {
 		{name: "lz4-4k", comp: "lz4", bs: 4096},
 		{name: "lz4hc-1m-nofrag", comp: "lz4hc", bs: 1 << 20, noFrag: true},
 		{name: "zstd3-4k-links", comp: "zstd,3", bs: 4096, keepLinks: true},
+		// Levels 16 and up use closurefs's own zstd encoder (internal/zstdenc).
+		{name: "zstd19-1m", comp: "zstd,19", bs: 1 << 20, extract: true},
+		{name: "zstd16-4k-nofrag", comp: "zstd,16", bs: 4096, noFrag: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
