@@ -119,11 +119,22 @@ func (c *compressor) compressSegment(ctx context.Context, src []byte, off int64,
 	pos := 0
 	ratio := 3.0
 	var scratch []byte
+	// rawBlocks counts the blocks still to store raw without trying to
+	// compress them: those a fit has just found incompressible.
+	rawBlocks := 0
 	for pos < len(src) {
 		if err := ctx.Err(); err != nil {
 			return nil, nil, err
 		}
 		rem := src[pos:]
+		if rawBlocks > 0 && len(rem) > bs {
+			rawBlocks--
+			exts = append(exts, extent{lstart: uint64(off) + uint64(pos), llen: uint32(bs), blocks: 1, plain: true, csize: bs})
+			data = append(data, rem[:bs]...)
+			pos += bs
+			continue
+		}
+		rawBlocks = 0
 		if frags && last && len(rem) <= capBytes {
 			// The rest fits one pcluster even uncompressed: it is the
 			// file's tail, kept raw for the packed inode (compressed as
@@ -176,7 +187,14 @@ func (c *compressor) compressSegment(ctx context.Context, src []byte, off int64,
 				data = append(data, comp...)
 			}
 		} else {
-			// Plain: one block of raw data.
+			// Plain: one block of raw data. The other full blocks the
+			// fit covered are stored raw too (as mkfs.erofs does), not
+			// fitted again one block further each time: on
+			// incompressible data that would compress every byte once
+			// per block of a big pcluster.
+			if used >= 2*bs {
+				rawBlocks = used/bs - 1
+			}
 			n := min(bs, len(src)-pos)
 			if last && pos+n == len(src) {
 				// The kernel maps a final plain extent up to the end of
