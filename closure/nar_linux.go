@@ -12,6 +12,7 @@ import (
 	"unsafe"
 
 	"github.com/closurefs/closurefs/image"
+	"github.com/closurefs/closurefs/internal/rawsys"
 	"golang.org/x/sys/unix"
 )
 
@@ -70,13 +71,13 @@ func (e *narEncoder) nodeAt(dirfd int, dirPath, name string, typ uint32) error {
 }
 
 func (e *narEncoder) regularAt(dirfd int, dirPath, name string) error {
-	fd, err := rawOpenat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC)
+	fd, err := rawsys.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC)
 	if err != nil {
 		return &fs.PathError{Op: "open", Path: joinDir(dirPath, name), Err: err}
 	}
-	defer rawClose(fd)
+	defer rawsys.Close(fd)
 	var st unix.Stat_t
-	if err := rawFstat(fd, &st); err != nil {
+	if err := rawsys.Fstat(fd, &st); err != nil {
 		return &fs.PathError{Op: "fstat", Path: joinDir(dirPath, name), Err: err}
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
@@ -116,7 +117,7 @@ type fdReader struct {
 
 func (r fdReader) Read(p []byte) (int, error) {
 	for {
-		n, err := rawRead(r.fd, p)
+		n, err := rawsys.Read(r.fd, p)
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -137,11 +138,11 @@ type dirent struct {
 
 func (e *narEncoder) dirAt(dirfd int, dirPath, name string) error {
 	path := joinDir(dirPath, name)
-	fd, err := rawOpenat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC)
+	fd, err := rawsys.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC)
 	if err != nil {
 		return &fs.PathError{Op: "open", Path: path, Err: err}
 	}
-	defer rawClose(fd)
+	defer rawsys.Close(fd)
 	ents, err := e.readDirents(fd)
 	if err != nil {
 		return &fs.PathError{Op: "readdir", Path: path, Err: err}
@@ -179,7 +180,7 @@ func (e *narEncoder) readDirents(fd int) ([]dirent, error) {
 	}
 	var ents []dirent
 	for {
-		n, err := rawGetdents(fd, e.dbuf)
+		n, err := rawsys.Getdents(fd, e.dbuf)
 		if err == unix.EINTR {
 			continue
 		}

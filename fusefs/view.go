@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/closurefs/closurefs/closure"
+	"github.com/closurefs/closurefs/internal/rawsys"
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
@@ -91,6 +92,12 @@ type View struct {
 	// passthrough reports whether open files use kernel passthrough.
 	passthrough atomic.Bool
 	rootDev     uint64
+	// server is the mount's server, for registering backing files;
+	// hooked reports that OPEN replies pass on the IDs Open leaves in
+	// pending (see backing.go).
+	server  atomic.Pointer[fuse.Server]
+	hooked  atomic.Bool
+	pending sync.Map // request cancel channel -> backing ID (int32)
 }
 
 // NewView computes the initial closure of opts.Roots and returns the view.
@@ -309,24 +316,50 @@ func (v *View) invalidate(old, s *viewState) {
 
 // Watch checks roots and store paths every Interval until Close, switching
 // the view when a root now leads elsewhere or a store path of the view
-// disappeared. Call it after mounting.
+// disappeared. Roots are resolved at every check; store paths are
+// checked when inotify reports entries leaving the store directory (all
+// of them after a switch, or if inotify is unavailable or loses events).
+// Call it after mounting.
 func (v *View) Watch() {
 	v.mountd.Store(true)
 	defer close(v.done)
+	w := newStoreWatch(v.opts.ReadDir)
+	defer func() {
+		if w != nil {
+			w.close()
+		}
+	}()
 	t := time.NewTicker(v.opts.Interval)
 	defer t.Stop()
+	full := true // the first check looks at every store path
 	for {
 		select {
 		case <-v.stop:
 			return
 		case <-t.C:
 		}
-		v.check()
+		var gone []string
+		if w != nil {
+			var all bool
+			gone, all = w.removed()
+			full = full || all
+			if w.dead {
+				w.close()
+				w = nil
+			}
+		} else {
+			full = true
+		}
+		full = v.check(full, gone)
 	}
 }
 
-// check compares the roots and store paths with the current state.
-func (v *View) check() {
+// check compares the roots and store paths with the current state: all
+// store paths if full, else those named in gone (base names that left
+// the store directory). It reports whether the next check must look at
+// all store paths (after a switch: paths of the new closure may have
+// left before it was computed).
+func (v *View) check(full bool, gone []string) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	s := v.state.Load()
@@ -343,20 +376,33 @@ func (v *View) check() {
 			break
 		}
 	}
-	if why == "" {
+	missing := func(p string) bool {
+		_, err := os.Lstat(v.physical(p))
+		return errors.Is(err, os.ErrNotExist)
+	}
+	if why == "" && full {
 		for _, p := range s.closure.Paths {
-			if _, err := os.Lstat(v.physical(p.Path)); errors.Is(err, os.ErrNotExist) {
+			if missing(p.Path) {
 				why = p.Path + " disappeared"
 				break
 			}
 		}
 	}
+	if why == "" && !full {
+		for _, name := range gone {
+			if i, ok := s.index[name]; ok && missing(s.closure.Paths[i].Path) {
+				why = s.closure.Paths[i].Path + " disappeared"
+				break
+			}
+		}
+	}
 	if why == "" {
-		return
+		return false
 	}
 	if err := v.switchTo(v.roots, why); err != nil {
 		v.opts.Logf("recomputing the closure (%s): %v", why, err)
 	}
+	return true
 }
 
 // Close stops watching.
@@ -443,6 +489,9 @@ type storeNode struct {
 	v    *View
 	path string // physical path
 	top  bool   // a store path itself
+
+	bmu     sync.Mutex
+	backing int32 // the registered backing file's ID, 0 if none
 }
 
 var (
@@ -460,7 +509,7 @@ var (
 // lookupStore makes the node for the physical path p, a child of parent.
 func lookupStore(ctx context.Context, v *View, parent *gofs.Inode, p string, top bool, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	var st syscall.Stat_t
-	if err := syscall.Lstat(p, &st); err != nil {
+	if err := rawsys.Lstat(p, &st); err != nil {
 		return nil, gofs.ToErrno(err)
 	}
 	out.Attr.FromStat(&st)
@@ -477,7 +526,7 @@ func (n *storeNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 // Getattr stats the physical path.
 func (n *storeNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	var st syscall.Stat_t
-	if err := syscall.Lstat(n.path, &st); err != nil {
+	if err := rawsys.Lstat(n.path, &st); err != nil {
 		return gofs.ToErrno(err)
 	}
 	out.FromStat(&st)
@@ -544,6 +593,11 @@ func (n *storeNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, ui
 	if n.v.opts.KernelCache {
 		return nil, 0, syscall.ENOSYS
 	}
+	if n.v.passthrough.Load() {
+		if f, ok := n.openShared(ctx); ok {
+			return f, 0, 0
+		}
+	}
 	fd, err := syscall.Open(n.path, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, 0, gofs.ToErrno(err)
@@ -562,6 +616,8 @@ func (n *storeNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, o
 		return f.Read(ctx, dest, off)
 	case *ptFile:
 		return f.Read(ctx, dest, off)
+	case *sharedPT:
+		fh = nil
 	}
 	fd, err := syscall.Open(n.path, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NOFOLLOW, 0)
 	if err != nil {

@@ -154,6 +154,14 @@ func TestFuseImageMount(t *testing.T) {
 			if err := unix.Statfs(mnt, &sfs); err != nil || int64(sfs.Blocks)*sfs.Bsize < fi.Size() {
 				t.Errorf("statfs: %v, %d blocks of %d for a %d-byte image", err, sfs.Blocks, sfs.Bsize, fi.Size())
 			}
+			// The mount reads ahead 1 MiB (the kernel offers FUSE only
+			// 128 KiB at INIT; the daemon raises it, as root may).
+			var st unix.Stat_t
+			unix.Stat(mnt, &st)
+			ra, err := os.ReadFile(fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev)))
+			if err != nil || strings.TrimSpace(string(ra)) != "1024" {
+				t.Errorf("read_ahead_kb of the mount: %q, %v; want 1024", ra, err)
+			}
 			if img.stress {
 				fuseStress(t, mnt, img.stage, d, dur/4)
 			}

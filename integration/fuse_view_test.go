@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"bytes"
 	"errors"
+	"io"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -96,6 +98,35 @@ func TestFuseViewFixture(t *testing.T) {
 	syscall.Lstat(filepath.Join(mnt, dag, "name"), &st2)
 	if st1.Ino == 0 || st1.Ino != st2.Ino {
 		t.Errorf("inode of %s/name: %d then %d", dag, st1.Ino, st2.Ino)
+	}
+	// A file opened twice at once reads the same through both opens, and
+	// again once the kernel forgot its inode (with passthrough, the
+	// daemon keeps one backing file per inode the kernel knows).
+	name := filepath.Join(dag, "name")
+	orig, err := os.ReadFile(filepath.Join(f.StoreDir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f1, err1 := os.Open(filepath.Join(mnt, name))
+	f2, err2 := os.Open(filepath.Join(mnt, name))
+	if err1 != nil || err2 != nil {
+		t.Fatalf("opening %s twice: %v, %v", name, err1, err2)
+	}
+	for i, fh := range []*os.File{f1, f2, f1} {
+		b, err := io.ReadAll(io.NewSectionReader(fh, 0, 1<<20))
+		if err != nil || !bytes.Equal(b, orig) {
+			t.Errorf("read %d of %s through two opens: %q, %v; want %q", i, name, b, err, orig)
+		}
+	}
+	f1.Close()
+	f2.Close()
+	for _, drop := range []string{"", "2"} {
+		if drop != "" {
+			os.WriteFile("/proc/sys/vm/drop_caches", []byte(drop), 0)
+		}
+		if b, err := os.ReadFile(filepath.Join(mnt, name)); err != nil || !bytes.Equal(b, orig) {
+			t.Errorf("reopening %s (drop_caches %q): %q, %v; want %q", name, drop, b, err, orig)
+		}
 	}
 	// xattrs agree with the Nix database. (Store paths that are symlinks
 	// have none: the kernel refuses user.* xattrs on symlinks.)

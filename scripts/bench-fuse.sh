@@ -11,8 +11,10 @@
 # For each: a full-tree read (cat every file), a read of the 20 largest
 # files (the data path, few opens) and a metadata walk (find -printf with
 # lstat of every entry), cold (echo 3 > drop_caches before the
-# run) and warm (the same run again). Prints seconds and the ratio
-# reference time / closurefs time (above 1: closurefs is faster).
+# run) and warm (the same run again). Prints seconds, the CPU time the
+# FUSE daemon used (a figure a busy machine disturbs less than wall time)
+# and the ratio reference time / closurefs time (above 1: closurefs is
+# faster).
 #
 #   scripts/bench-fuse.sh [ROOT]        (default: the bench fixture's root)
 #   STRESS=30s scripts/bench-fuse.sh    also run the FUSE stress tests for 30s
@@ -69,21 +71,43 @@ readall() { (cd "$1" && find "${names[@]}" -type f -print0 | xargs -0 -n 256 -P 
 walk() { (cd "$1" && find "${names[@]}" -printf '%s %m %n %i %l\n' >/dev/null); }
 drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 
-declare -A T
+declare -A T C
+# dcpu: CPU seconds (user+system) the daemon serving the mount under
+# measurement has used so far (0 without a daemon: native, kernel mounts).
+dcpu() {
+	if [ -n "${DPID:-}" ] && [ -r "/proc/$DPID/stat" ]; then
+		awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$DPID/stat"
+	else
+		echo 0
+	fi
+}
+# run KEY.M FUNC DIR: times FUNC DIR into T and the daemon's CPU into C.
+run() {
+	local c0
+	c0=$(dcpu)
+	T[$1]=$(timeit "$2" "$3")
+	C[$1]=$(echo "$(dcpu) - $c0" | bc -l | xargs printf '%.2f')
+}
 # measure KEY DIR: cold and warm read and walk over DIR.
 measure() {
-	local key=$1 dir=$2
+	local key=$1 dir=$2 m line=""
 	drop
-	T[$key.walk.cold]=$(timeit walk "$dir")
-	T[$key.walk.warm]=$(timeit walk "$dir")
+	run "$key.walk.cold" walk "$dir"
+	run "$key.walk.warm" walk "$dir"
 	drop
-	T[$key.read.cold]=$(timeit readall "$dir")
-	T[$key.read.warm]=$(timeit readall "$dir")
+	run "$key.read.cold" readall "$dir"
+	run "$key.read.warm" readall "$dir"
 	drop
-	T[$key.big.cold]=$(timeit readbig "$dir")
-	T[$key.big.warm]=$(timeit readbig "$dir")
+	run "$key.big.cold" readbig "$dir"
+	run "$key.big.warm" readbig "$dir"
 	printf '  %-24s read cold %7ss warm %7ss  big cold %7ss warm %7ss  walk cold %7ss warm %7ss\n' "$key" \
 		"${T[$key.read.cold]}" "${T[$key.read.warm]}" "${T[$key.big.cold]}" "${T[$key.big.warm]}" "${T[$key.walk.cold]}" "${T[$key.walk.warm]}"
+	if [ -n "${DPID:-}" ]; then
+		for m in read.cold read.warm big.cold big.warm walk.cold walk.warm; do
+			line+=$(printf ' %s %5ss' "$m" "${C[$key.$m]}")
+		done
+		printf '  %-24s daemon CPU:%s\n' "" "$line"
+	fi
 }
 # ratios REF KEY: reference time / closurefs time for every measurement.
 ratios() {
@@ -105,7 +129,9 @@ mounted() {
 	shift
 	m=$(mnt "$key")
 	"$@" "$m"
+	DPID=$(pgrep -n -f -- "$m" || true)
 	measure "$key" "$m"
+	DPID=
 	umount "$m"
 }
 

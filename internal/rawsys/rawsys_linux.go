@@ -1,0 +1,91 @@
+//go:build linux
+
+// Package rawsys makes the short file system calls of closurefs's store
+// walks and FUSE daemon as raw system calls.
+//
+// Made the usual way, every system call tells the Go scheduler that the
+// thread may block, and on a machine with slow system calls the
+// scheduler's monitor then keeps handing the goroutine's processor to
+// another thread and back: tens of thousands of wake-ups and futex calls
+// per closure walk (measured with strace -c), and a cold stat walk of a
+// closure a third slower. These wrappers keep the goroutine on its
+// processor for the call's duration instead, which is what a worker that
+// does nothing else wants. They suit calls that are short or wait only
+// for the disk (never for another process or the network).
+package rawsys
+
+import (
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// errOf returns e as an error, nil for 0.
+func errOf(e unix.Errno) error {
+	if e == 0 {
+		return nil
+	}
+	return e
+}
+
+// Openat is unix.Openat without the scheduler hand-off.
+func Openat(dirfd int, name string, flags int) (int, error) {
+	p, err := unix.BytePtrFromString(name)
+	if err != nil {
+		return -1, err
+	}
+	for {
+		fd, _, e := unix.RawSyscall6(unix.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), uintptr(flags), 0, 0, 0)
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return -1, e
+		}
+		return int(fd), nil
+	}
+}
+
+// Fstat is unix.Fstat without the scheduler hand-off.
+func Fstat(fd int, st *unix.Stat_t) error {
+	_, _, e := unix.RawSyscall(unix.SYS_FSTAT, uintptr(fd), uintptr(unsafe.Pointer(st)), 0)
+	return errOf(e)
+}
+
+// Read is unix.Read without the scheduler hand-off.
+func Read(fd int, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+// Getdents is unix.Getdents without the scheduler hand-off.
+func Getdents(fd int, p []byte) (int, error) {
+	n, _, e := unix.RawSyscall(unix.SYS_GETDENTS64, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+// Close is unix.Close without the scheduler hand-off.
+func Close(fd int) {
+	unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
+}
+
+// Lstat is syscall.Lstat without the scheduler hand-off.
+func Lstat(path string, st *syscall.Stat_t) error {
+	p, err := unix.BytePtrFromString(path)
+	if err != nil {
+		return err
+	}
+	cwd := unix.AT_FDCWD
+	_, _, e := unix.RawSyscall6(unix.SYS_NEWFSTATAT, uintptr(cwd), uintptr(unsafe.Pointer(p)), uintptr(unsafe.Pointer(st)), unix.AT_SYMLINK_NOFOLLOW, 0, 0)
+	return errOf(e)
+}
