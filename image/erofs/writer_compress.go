@@ -112,10 +112,13 @@ func newCompressor(opts Options, bs int) (*compressor, error) {
 // unpadded (csize bytes) so the caller can inline it. It stops with
 // ctx's error between pclusters once ctx is done.
 func (c *compressor) compressSegment(ctx context.Context, src []byte, off int64, last, frags bool) ([]byte, []extent, error) {
-	var data []byte
-	var exts []extent
 	bs := c.blksz
 	capBytes := c.pclusterBlks * bs
+	// Room for about half the input (what store content compresses to)
+	// from the start: growing by appends from nothing would leave several
+	// times the output as garbage for large segments.
+	data := make([]byte, 0, min(len(src), len(src)/2+capBytes))
+	var exts []extent
 	pos := 0
 	ratio := 3.0
 	var scratch []byte
@@ -325,8 +328,10 @@ func (c *compressor) finishCompressed(wr *Writer, fs *fileState, h io.Writer) er
 		in.tailLen = 0
 		return nil
 	}
-	in.inline = c.encodeMeta(in, exts, tail, fragOff, compact)
 	in.tailLen = len(tail)
+	if err := wr.keepInline(in, c.encodeMeta(in, exts, tail, fragOff, compact)); err != nil {
+		return err
+	}
 	if tail != nil {
 		wr.incompat |= FeatureIncompatZtailpacking
 	}
