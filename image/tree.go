@@ -385,18 +385,17 @@ func newBuilder(opts Options) *builder {
 
 // walk builds the node for the file at p, named name, below parent.
 func (b *builder) walk(p, name string, parent *Node) (*Node, error) {
-	fi, err := os.Lstat(p)
-	if err != nil {
-		return nil, err
+	// A raw lstat (see rawsys): a closure has tens of thousands of
+	// entries, each a short call.
+	st := new(syscall.Stat_t)
+	if err := rawsys.Lstat(p, st); err != nil {
+		return nil, &fs.PathError{Op: "lstat", Path: p, Err: err}
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return nil, fmt.Errorf("%s: no inode data", p)
-	}
+	mode := FileMode(st.Mode)
 	n := &Node{
 		Name:   name,
 		Parent: parent,
-		Mode:   fi.Mode(),
+		Mode:   mode,
 		UID:    st.Uid,
 		GID:    st.Gid,
 		Mtime:  b.opts.Mtime,
@@ -410,14 +409,15 @@ func (b *builder) walk(p, name string, parent *Node) (*Node, error) {
 	if b.opts.AllRoot {
 		n.UID, n.GID = 0, 0
 	}
+	var err error
 	if b.opts.Xattrs {
 		if n.Xattrs, err = readXattrs(p); err != nil {
 			return nil, err
 		}
 	}
 	switch {
-	case fi.Mode().IsRegular():
-		n.Size = fi.Size()
+	case mode.IsRegular():
+		n.Size = st.Size
 		n.Source = p
 		if b.opts.KeepHardLinks && st.Nlink > 1 {
 			k := devIno{st.Dev, st.Ino}
@@ -428,12 +428,12 @@ func (b *builder) walk(p, name string, parent *Node) (*Node, error) {
 				b.links[k] = n
 			}
 		}
-	case fi.Mode()&fs.ModeSymlink != 0:
+	case mode&fs.ModeSymlink != 0:
 		if n.Target, err = os.Readlink(p); err != nil {
 			return nil, err
 		}
 		n.Size = int64(len(n.Target))
-	case fi.IsDir():
+	case mode.IsDir():
 		ents, err := os.ReadDir(p)
 		if err != nil {
 			return nil, err
@@ -451,7 +451,7 @@ func (b *builder) walk(p, name string, parent *Node) (*Node, error) {
 			}
 			n.Children = append(n.Children, c)
 		}
-	case fi.Mode()&(fs.ModeDevice|fs.ModeCharDevice) != 0:
+	case mode&(fs.ModeDevice|fs.ModeCharDevice) != 0:
 		n.Rdev = st.Rdev
 	}
 	return n, nil
