@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -28,7 +29,16 @@ type ImageRoot struct {
 	size int64
 	// ino is the root's inode number from the image.
 	ino uint64
+	// file is the image file, if known: reads of bytes stored unchanged
+	// in it are spliced from it to the kernel (see SpliceFrom).
+	file *os.File
 }
+
+// SpliceFrom tells the file system that f is the image file fsys reads:
+// file data stored unchanged in the image (uncompressed erofs extents)
+// then goes from f's page cache to the kernel by splice, without a copy
+// through the daemon. f must stay open while the file system is mounted.
+func (r *ImageRoot) SpliceFrom(f *os.File) { r.file = f }
 
 // imageNode is one file, directory, symlink or special file of an image.
 type imageNode struct {
@@ -249,6 +259,13 @@ func (n *imageNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, o
 	}
 	if rest := int64(n.attr.Size) - off; int64(len(dest)) > rest {
 		dest = dest[:rest]
+	}
+	if r := n.root; r.file != nil {
+		if s, ok := ra.(image.StoredRanger); ok {
+			if pa, k, ok := s.StoredAt(off, len(dest)); ok && k == len(dest) {
+				return fuse.ReadResultFd(r.file.Fd(), pa, k), 0
+			}
+		}
 	}
 	k, err := ra.ReadAt(dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {

@@ -512,10 +512,16 @@ func lookupStore(ctx context.Context, v *View, parent *gofs.Inode, p string, top
 	if err := rawsys.Lstat(p, &st); err != nil {
 		return nil, gofs.ToErrno(err)
 	}
-	out.Attr.FromStat(&st)
-	out.Attr.Ino = v.ino(&st)
+	return newStoreChild(ctx, v, parent, p, top, &st, out), 0
+}
+
+// newStoreChild makes the node for the physical path p, a child of parent,
+// whose lstat result is st.
+func newStoreChild(ctx context.Context, v *View, parent *gofs.Inode, p string, top bool, st *syscall.Stat_t, out *fuse.EntryOut) *gofs.Inode {
+	out.Attr.FromStat(st)
+	out.Attr.Ino = v.ino(st)
 	n := &storeNode{v: v, path: p, top: top}
-	return parent.NewInode(ctx, n, gofs.StableAttr{Mode: st.Mode & syscall.S_IFMT, Ino: out.Attr.Ino}), 0
+	return parent.NewInode(ctx, n, gofs.StableAttr{Mode: st.Mode & syscall.S_IFMT, Ino: out.Attr.Ino})
 }
 
 // Lookup finds a name in a directory of the store.
@@ -641,24 +647,26 @@ func (n *storeNode) Flush(ctx context.Context, f gofs.FileHandle) syscall.Errno 
 // is opened on the first READDIR only: once the kernel has cached a
 // listing, an opendir costs no system call here.
 func (n *storeNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	return &storeDir{path: n.path}, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_CACHE_DIR, 0
+	return &storeDir{n: n, fd: -1}, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_CACHE_DIR, 0
 }
 
 // storeDir is an open store directory, listed with getdents.
 type storeDir struct {
-	path string
-	ds   gofs.DirStream // nil until the first READDIR
+	n  *storeNode
+	fd int            // the directory, open from the first READDIR
+	ds gofs.DirStream // reads fd
 }
 
 var (
 	_ gofs.FileReaddirenter = (*storeDir)(nil)
 	_ gofs.FileSeekdirer    = (*storeDir)(nil)
 	_ gofs.FileReleasedirer = (*storeDir)(nil)
+	_ gofs.FileLookuper     = (*storeDir)(nil)
 )
 
 func (d *storeDir) stream() (gofs.DirStream, syscall.Errno) {
 	if d.ds == nil {
-		fd, err := syscall.Open(d.path, syscall.O_DIRECTORY|syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		fd, err := syscall.Open(d.n.path, syscall.O_DIRECTORY|syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 		if err != nil {
 			return nil, gofs.ToErrno(err)
 		}
@@ -667,9 +675,22 @@ func (d *storeDir) stream() (gofs.DirStream, syscall.Errno) {
 			syscall.Close(fd)
 			return nil, errno
 		}
-		d.ds = ds
+		d.ds, d.fd = ds, fd
 	}
 	return d.ds, 0
+}
+
+// Lookup serves READDIRPLUS: it stats the entry relative to the open
+// directory, which spares the kernel walking the whole path again.
+func (d *storeDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if d.fd < 0 {
+		return d.n.Lookup(ctx, name, out)
+	}
+	var st syscall.Stat_t
+	if err := rawsys.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return nil, gofs.ToErrno(err)
+	}
+	return newStoreChild(ctx, d.n.v, &d.n.Inode, filepath.Join(d.n.path, name), false, &st, out), 0
 }
 
 // Readdirent returns the next entry.

@@ -74,6 +74,19 @@ type ReaderAtFile interface {
 	io.ReaderAt
 }
 
+// A StoredRanger is a file of an image that can tell where its bytes are
+// stored unchanged in the image, so that a caller holding the image file
+// can pass them on (splice, copy_file_range) without a copy through
+// memory.
+type StoredRanger interface {
+	// StoredAt reports that bytes [off, off+k) of the file are stored as
+	// they are, one after the other, at image offset imgOff, for the
+	// largest k <= n; ok is false if byte off is not stored as it is
+	// (compressed, a hole, shared with other files' tails) or is past the
+	// end of the file.
+	StoredAt(off int64, n int) (imgOff int64, k int, ok bool)
+}
+
 // ValidPath reports whether name is a valid path for an FS: fs.ValidPath
 // without its UTF-8 requirement, since Nix store paths may hold file names
 // in any encoding (NAR names are arbitrary bytes) and NAR hashing must

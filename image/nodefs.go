@@ -332,6 +332,14 @@ func (f *nodeFile) ReadAt(p []byte, off int64) (int, error) {
 	return n, err
 }
 
+// StoredAt implements StoredRanger for files whose tree's reader does.
+func (f *nodeFile) StoredAt(off int64, n int) (int64, int, bool) {
+	if s, ok := f.ra.(StoredRanger); ok && !f.closed {
+		return s.StoredAt(off, n)
+	}
+	return 0, 0, false
+}
+
 func (f *nodeFile) Seek(offset int64, whence int) (int64, error) {
 	switch whence {
 	case io.SeekStart:

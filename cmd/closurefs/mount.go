@@ -179,6 +179,7 @@ ready.`,
 					if err != nil {
 						return fmt.Errorf("%s: bad %s image: %w", img, format, err)
 					}
+					root.SpliceFrom(opened.file)
 					abs, _ := filepath.Abs(img)
 					server, err := fusefs.Mount(mnt, root, root.StableAttr(), fusefs.MountOptions{
 						FsName: abs, AllowOther: d.allowOther, Debug: d.debug, Logger: logger, CachedDirs: true,

@@ -81,11 +81,15 @@ func Close(fd int) {
 
 // Lstat is syscall.Lstat without the scheduler hand-off.
 func Lstat(path string, st *syscall.Stat_t) error {
-	p, err := unix.BytePtrFromString(path)
+	return Fstatat(unix.AT_FDCWD, path, st, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// Fstatat is syscall.Fstatat without the scheduler hand-off.
+func Fstatat(dirfd int, name string, st *syscall.Stat_t, flags int) error {
+	p, err := unix.BytePtrFromString(name)
 	if err != nil {
 		return err
 	}
-	cwd := unix.AT_FDCWD
-	_, _, e := unix.RawSyscall6(unix.SYS_NEWFSTATAT, uintptr(cwd), uintptr(unsafe.Pointer(p)), uintptr(unsafe.Pointer(st)), unix.AT_SYMLINK_NOFOLLOW, 0, 0)
+	_, _, e := unix.RawSyscall6(unix.SYS_NEWFSTATAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), uintptr(unsafe.Pointer(st)), uintptr(flags), 0, 0)
 	return errOf(e)
 }
