@@ -16,6 +16,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/closurefs/closurefs/internal/rawsys"
 	"golang.org/x/sys/unix"
 )
 
@@ -126,23 +127,19 @@ func (n *Node) Open() (File, error) {
 // Writers open every file of a closure, often only to read a few KiB:
 // os.Open would add several fcntl and epoll_ctl calls per file (to try
 // the poller, which regular files never use) to the open and read.
+// Opens, reads and closes are raw (see rawsys); positioned reads, which
+// may be long, are not.
 type rawFile struct {
 	fd   int
 	path string
-	off  int64 // for Read
 }
 
 func openRaw(path string) (*rawFile, error) {
-	for {
-		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, &fs.PathError{Op: "open", Path: path, Err: err}
-		}
-		return &rawFile{fd: fd, path: path}, nil
+	fd, err := rawsys.Openat(unix.AT_FDCWD, path, unix.O_RDONLY|unix.O_CLOEXEC)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
+	return &rawFile{fd: fd, path: path}, nil
 }
 
 // ReadAt implements io.ReaderAt.
@@ -172,20 +169,14 @@ func (f *rawFile) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	for {
-		m, err := unix.Pread(f.fd, b, f.off)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return 0, &fs.PathError{Op: "read", Path: f.path, Err: err}
-		}
-		if m == 0 {
-			return 0, io.EOF
-		}
-		f.off += int64(m)
-		return m, nil
+	m, err := rawsys.Read(f.fd, b)
+	if err != nil {
+		return 0, &fs.PathError{Op: "read", Path: f.path, Err: err}
 	}
+	if m == 0 {
+		return 0, io.EOF
+	}
+	return m, nil
 }
 
 // Close implements io.Closer.
@@ -193,11 +184,8 @@ func (f *rawFile) Close() error {
 	if f.fd < 0 {
 		return &fs.PathError{Op: "close", Path: f.path, Err: fs.ErrClosed}
 	}
-	err := unix.Close(f.fd)
+	rawsys.Close(f.fd) // read-only: nothing to report
 	f.fd = -1
-	if err != nil {
-		return &fs.PathError{Op: "close", Path: f.path, Err: err}
-	}
 	return nil
 }
 
@@ -397,18 +385,17 @@ func newBuilder(opts Options) *builder {
 
 // walk builds the node for the file at p, named name, below parent.
 func (b *builder) walk(p, name string, parent *Node) (*Node, error) {
-	fi, err := os.Lstat(p)
-	if err != nil {
-		return nil, err
+	// A raw lstat (see rawsys): a closure has tens of thousands of
+	// entries, each a short call.
+	st := new(syscall.Stat_t)
+	if err := rawsys.Lstat(p, st); err != nil {
+		return nil, &fs.PathError{Op: "lstat", Path: p, Err: err}
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return nil, fmt.Errorf("%s: no inode data", p)
-	}
+	mode := FileMode(st.Mode)
 	n := &Node{
 		Name:   name,
 		Parent: parent,
-		Mode:   fi.Mode(),
+		Mode:   mode,
 		UID:    st.Uid,
 		GID:    st.Gid,
 		Mtime:  b.opts.Mtime,
@@ -422,14 +409,15 @@ func (b *builder) walk(p, name string, parent *Node) (*Node, error) {
 	if b.opts.AllRoot {
 		n.UID, n.GID = 0, 0
 	}
+	var err error
 	if b.opts.Xattrs {
 		if n.Xattrs, err = readXattrs(p); err != nil {
 			return nil, err
 		}
 	}
 	switch {
-	case fi.Mode().IsRegular():
-		n.Size = fi.Size()
+	case mode.IsRegular():
+		n.Size = st.Size
 		n.Source = p
 		if b.opts.KeepHardLinks && st.Nlink > 1 {
 			k := devIno{st.Dev, st.Ino}
@@ -440,12 +428,12 @@ func (b *builder) walk(p, name string, parent *Node) (*Node, error) {
 				b.links[k] = n
 			}
 		}
-	case fi.Mode()&fs.ModeSymlink != 0:
+	case mode&fs.ModeSymlink != 0:
 		if n.Target, err = os.Readlink(p); err != nil {
 			return nil, err
 		}
 		n.Size = int64(len(n.Target))
-	case fi.IsDir():
+	case mode.IsDir():
 		ents, err := os.ReadDir(p)
 		if err != nil {
 			return nil, err
@@ -463,7 +451,7 @@ func (b *builder) walk(p, name string, parent *Node) (*Node, error) {
 			}
 			n.Children = append(n.Children, c)
 		}
-	case fi.Mode()&(fs.ModeDevice|fs.ModeCharDevice) != 0:
+	case mode&(fs.ModeDevice|fs.ModeCharDevice) != 0:
 		n.Rdev = st.Rdev
 	}
 	return n, nil

@@ -85,8 +85,11 @@ type Writer struct {
 	// fragKeyLen bytes, so that a tail equal to the end of an earlier one
 	// is stored once.
 	fragEnds map[[fragKeyLen]byte][]fragRef
-	fragBuf  []byte
-	incompat uint32
+	// spill holds inline parts until the metadata area is written.
+	spill     *os.File
+	spillSize int64
+	fragBuf   []byte
+	incompat  uint32
 	// pclusters maps the pclusters written so far to their block
 	// address, when identical pclusters are stored once (fragments or
 	// dedupe, as mkfs.erofs); nil otherwise.
@@ -120,6 +123,10 @@ type inode struct {
 	// tailLen is the length of the part of inline that must not cross a
 	// block boundary (at its end).
 	tailLen int
+	// spillOff and spillLen locate inline in the writer's spill file
+	// instead, when spillLen > 0 (see keepInline).
+	spillOff int64
+	spillLen int
 	// dir: dirent blocks are built once nids are known.
 	dirBlocks uint32 // first block of the full dirent blocks
 	entries   []dirEntry
@@ -460,16 +467,47 @@ func (wr *Writer) writeMeta(h io.Writer) error {
 			}
 		}
 	}
-	// Encode the metadata area.
+	// Encode the metadata area in offset order, writing each block once
+	// no later item can touch it: only a window of it is in memory.
 	metaBlocks := (metaLen + int64(wr.blksz) - 1) >> wr.blkbits
-	meta := make([]byte, metaBlocks<<wr.blkbits)
-	for i, in := range wr.inodes {
-		wr.encodeInode(in, meta[offs[i]:])
+	order := make([]int, len(wr.inodes))
+	for i := range order {
+		order[i] = i
 	}
-	if err := wr.writeAt(meta, int64(metaBlk)<<wr.blkbits); err != nil {
+	sort.Slice(order, func(a, b int) bool { return offs[order[a]] < offs[order[b]] })
+	var win []byte // the metadata area from wbase
+	var wbase int64
+	flush := func(upTo int64) error {
+		if upTo <= wbase {
+			return nil
+		}
+		n := upTo - wbase
+		if int64(len(win)) < n {
+			win = append(win, make([]byte, n-int64(len(win)))...)
+		}
+		if err := wr.writeAt(win[:n], int64(metaBlk)<<wr.blkbits+wbase); err != nil {
+			return err
+		}
+		h.Write(win[:n])
+		win = append(win[:0], win[n:]...)
+		wbase = upTo
+		return nil
+	}
+	for _, i := range order {
+		in := wr.inodes[i]
+		if err := flush(offs[i] &^ int64(wr.blksz-1)); err != nil {
+			return err
+		}
+		if e := offs[i] + int64(wr.itemSize(in)) - wbase; int64(len(win)) < e {
+			win = append(win, make([]byte, e-int64(len(win)))...)
+		}
+		if err := wr.encodeInode(in, win[offs[i]-wbase:]); err != nil {
+			return err
+		}
+	}
+	if err := flush(metaBlocks << wr.blkbits); err != nil {
 		return err
 	}
-	h.Write(meta)
 	total := uint32(int64(metaBlk) + metaBlocks)
 	return wr.writeSuper(h, metaBlk, total)
 }
@@ -478,11 +516,11 @@ func (wr *Writer) writeMeta(h io.Writer) error {
 // inline part, rounded up to the 32-byte slot.
 func (wr *Writer) itemSize(in *inode) int {
 	s := in.baseSize()
-	if len(in.inline) > 0 {
+	if n := in.inlineLen(); n > 0 {
 		if in.layout == LayoutCompressedFull || in.layout == LayoutCompressedCompact {
-			s = (s+7)&^7 + len(in.inline)
+			s = (s+7)&^7 + n
 		} else {
-			s += len(in.inline)
+			s += n
 		}
 	}
 	return (s + InodeSlotSize - 1) &^ (InodeSlotSize - 1)
@@ -570,9 +608,9 @@ func (wr *Writer) packMeta() []int64 {
 func (wr *Writer) unalignedSize(in *inode) int {
 	s := in.baseSize()
 	if in.layout == LayoutCompressedFull || in.layout == LayoutCompressedCompact {
-		s = (s+7)&^7 + len(in.inline)
+		s = (s+7)&^7 + in.inlineLen()
 	} else {
-		s += len(in.inline)
+		s += in.inlineLen()
 	}
 	return s
 }
@@ -635,7 +673,7 @@ func (wr *Writer) dirLayout(ents []dirEntry, buf *bytes.Buffer) (int, []int) {
 }
 
 // encodeInode writes an inode, its xattrs and inline part at b.
-func (wr *Writer) encodeInode(in *inode, b []byte) {
+func (wr *Writer) encodeInode(in *inode, b []byte) error {
 	format := uint16(in.layout) << InodeDataLayoutBit
 	if in.extended {
 		format |= InodeVersionExtended
@@ -660,7 +698,14 @@ func (wr *Writer) encodeInode(in *inode, b []byte) {
 	if in.layout == LayoutCompressedFull || in.layout == LayoutCompressedCompact {
 		p = (p + 7) &^ 7
 	}
+	if in.spillLen > 0 {
+		if _, err := wr.spill.ReadAt(b[p:p+in.spillLen], in.spillOff); err != nil {
+			return fmt.Errorf("erofs: inline data: %w", err)
+		}
+		return nil
+	}
 	copy(b[p:], in.inline)
+	return nil
 }
 
 // writeSuper writes block 0: superblock and compression config records.
@@ -735,11 +780,53 @@ func (wr *Writer) writeAt(b []byte, off int64) error {
 	return nil
 }
 
-// closePacked removes the fragments' temporary file.
+// closePacked removes the fragments' and the inline data's temporary
+// files.
 func (wr *Writer) closePacked() {
 	if wr.packedFile != nil {
 		wr.packedFile.Close()
 		os.Remove(wr.packedFile.Name())
 		wr.packedFile = nil
 	}
+	if wr.spill != nil {
+		wr.spill.Close()
+		os.Remove(wr.spill.Name())
+		wr.spill = nil
+	}
+}
+
+// spillMin is the shortest inline part kept in the spill file.
+const spillMin = 64
+
+// keepInline sets b as in's inline part. Parts of spillMin bytes or more
+// (file tails, index arrays) go to a temporary file until the metadata
+// area is written, so that memory does not grow with them: on a store
+// they add up to about a tenth of the image.
+func (wr *Writer) keepInline(in *inode, b []byte) error {
+	in.inline, in.spillLen = nil, 0
+	if len(b) < spillMin {
+		in.inline = append([]byte(nil), b...)
+		return nil
+	}
+	if wr.spill == nil {
+		f, err := os.CreateTemp("", "closurefs-erofs-inline-*")
+		if err != nil {
+			return fmt.Errorf("erofs: inline data: %w", err)
+		}
+		wr.spill = f
+	}
+	if _, err := wr.spill.Write(b); err != nil {
+		return fmt.Errorf("erofs: inline data: %w", err)
+	}
+	in.spillOff, in.spillLen = wr.spillSize, len(b)
+	wr.spillSize += int64(len(b))
+	return nil
+}
+
+// inlineLen is the length of in's inline part.
+func (in *inode) inlineLen() int {
+	if in.spillLen > 0 {
+		return in.spillLen
+	}
+	return len(in.inline)
 }

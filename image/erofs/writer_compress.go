@@ -112,18 +112,32 @@ func newCompressor(opts Options, bs int) (*compressor, error) {
 // unpadded (csize bytes) so the caller can inline it. It stops with
 // ctx's error between pclusters once ctx is done.
 func (c *compressor) compressSegment(ctx context.Context, src []byte, off int64, last, frags bool) ([]byte, []extent, error) {
-	var data []byte
-	var exts []extent
 	bs := c.blksz
 	capBytes := c.pclusterBlks * bs
+	// Room for about half the input (what store content compresses to)
+	// from the start: growing by appends from nothing would leave several
+	// times the output as garbage for large segments.
+	data := make([]byte, 0, min(len(src), len(src)/2+capBytes))
+	var exts []extent
 	pos := 0
 	ratio := 3.0
 	var scratch []byte
+	// rawBlocks counts the blocks still to store raw without trying to
+	// compress them: those a fit has just found incompressible.
+	rawBlocks := 0
 	for pos < len(src) {
 		if err := ctx.Err(); err != nil {
 			return nil, nil, err
 		}
 		rem := src[pos:]
+		if rawBlocks > 0 && len(rem) > bs {
+			rawBlocks--
+			exts = append(exts, extent{lstart: uint64(off) + uint64(pos), llen: uint32(bs), blocks: 1, plain: true, csize: bs})
+			data = append(data, rem[:bs]...)
+			pos += bs
+			continue
+		}
+		rawBlocks = 0
 		if frags && last && len(rem) <= capBytes {
 			// The rest fits one pcluster even uncompressed: it is the
 			// file's tail, kept raw for the packed inode (compressed as
@@ -176,7 +190,14 @@ func (c *compressor) compressSegment(ctx context.Context, src []byte, off int64,
 				data = append(data, comp...)
 			}
 		} else {
-			// Plain: one block of raw data.
+			// Plain: one block of raw data. The other full blocks the
+			// fit covered are stored raw too (as mkfs.erofs does), not
+			// fitted again one block further each time: on
+			// incompressible data that would compress every byte once
+			// per block of a big pcluster.
+			if used >= 2*bs {
+				rawBlocks = used/bs - 1
+			}
 			n := min(bs, len(src)-pos)
 			if last && pos+n == len(src) {
 				// The kernel maps a final plain extent up to the end of
@@ -307,8 +328,10 @@ func (c *compressor) finishCompressed(wr *Writer, fs *fileState, h io.Writer) er
 		in.tailLen = 0
 		return nil
 	}
-	in.inline = c.encodeMeta(in, exts, tail, fragOff, compact)
 	in.tailLen = len(tail)
+	if err := wr.keepInline(in, c.encodeMeta(in, exts, tail, fragOff, compact)); err != nil {
+		return err
+	}
 	if tail != nil {
 		wr.incompat |= FeatureIncompatZtailpacking
 	}

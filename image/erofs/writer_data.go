@@ -200,8 +200,15 @@ func (wr *Writer) writeData(ctx context.Context, h io.Writer) error {
 	}
 	// submitFile queues a file's chunks.
 	submitFile := func(in *inode) error {
-		for off := int64(0); off < int64(in.size); off += chunkSize {
-			l := min(int64(chunkSize), int64(in.size)-off)
+		// Uncompressed data does not depend on where segments end (they
+		// are whole blocks): smaller ones then fit the recycled read
+		// buffers, so the write allocates next to nothing.
+		seg := int64(chunkSize)
+		if wr.comp == nil {
+			seg = batchBytes
+		}
+		for off := int64(0); off < int64(in.size); off += seg {
+			l := min(seg, int64(in.size)-off)
 			batch = append(batch, chunk{in: in, off: off, n: int(l), last: off+l == int64(in.size)})
 			if batchN += int(l); batchN >= batchBytes || len(batch) >= batchFiles {
 				if err := flush(); err != nil {
@@ -283,6 +290,7 @@ func (wr *Writer) writeData(ctx context.Context, h io.Writer) error {
 				return fmt.Errorf("%s: duplicate of %s whose data is missing", n.Path(), n.Same.Path())
 			}
 			in.layout, in.u, in.inline, in.tailLen, in.dataDone = orig.layout, orig.u, orig.inline, orig.tailLen, true
+			in.spillOff, in.spillLen = orig.spillOff, orig.spillLen
 		}
 	}
 	return nil
@@ -480,9 +488,8 @@ func (wr *Writer) finishFile(fs *fileState, h io.Writer) error {
 		tail := fs.tail
 		if len(tail) > 0 && in.baseSize()+len(tail) <= wr.blksz {
 			in.layout = LayoutFlatInline
-			in.inline = append([]byte(nil), tail...)
 			in.tailLen = len(tail)
-			return nil
+			return wr.keepInline(in, tail)
 		}
 		in.layout = LayoutFlatPlain
 		if len(tail) > 0 {
