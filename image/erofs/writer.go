@@ -3,7 +3,6 @@ package erofs
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -192,7 +191,7 @@ func (wr *Writer) Write(ctx context.Context, t *image.Tree) error {
 	}
 	defer wr.closePacked()
 	wr.setupSuper()
-	h := sha256.New()
+	h := newContentSum()
 	// Data area right after the superblock block(s).
 	wr.dataEnd = uint32((wr.sbEnd + wr.blksz - 1) / wr.blksz)
 	if err := wr.writeData(ctx, h); err != nil {

@@ -1,0 +1,38 @@
+package erofs
+
+import (
+	"bytes"
+	"math/rand"
+	"testing"
+)
+
+func TestContentSum(t *testing.T) {
+	data := make([]byte, 3*contentChunk+123)
+	rand.New(rand.NewSource(1)).Read(data)
+	sum := func(b []byte, split int) []byte {
+		s := newContentSum()
+		for len(b) > 0 {
+			k := min(split, len(b))
+			s.Write(b[:k])
+			b = b[k:]
+		}
+		return s.Sum(nil)
+	}
+	want := sum(data, len(data))
+	for _, split := range []int{1, 7, 4096, contentChunk - 1, contentChunk, contentChunk + 1} {
+		if got := sum(data, split); !bytes.Equal(got, want) {
+			t.Errorf("writes of %d bytes: sum %x, want %x", split, got, want)
+		}
+	}
+	for _, pos := range []int{0, contentChunk - 1, contentChunk, len(data) - 1} {
+		changed := bytes.Clone(data)
+		changed[pos] ^= 1
+		if bytes.Equal(sum(changed, 4096), want) {
+			t.Errorf("flipping byte %d leaves the sum unchanged", pos)
+		}
+	}
+	// Trailing zeros are content too.
+	if bytes.Equal(sum(append(bytes.Clone(data), 0), 4096), want) {
+		t.Error("an appended zero byte leaves the sum unchanged")
+	}
+}
