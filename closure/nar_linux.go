@@ -5,7 +5,6 @@ package closure
 import (
 	"encoding/binary"
 	"fmt"
-	"io"
 	"io/fs"
 	"slices"
 	"strings"
@@ -100,34 +99,13 @@ func (e *narEncoder) regularAt(dirfd int, dirPath, name string) error {
 	if err := e.write(l[:]); err != nil {
 		return err
 	}
-	if err := e.copyContents(fdReader{fd, joinDir(dirPath, name)}, joinDir(dirPath, name), size); err != nil {
+	if err := e.copyContents(rawsys.Reader{Fd: fd, Path: joinDir(dirPath, name)}, joinDir(dirPath, name), size); err != nil {
 		return err
 	}
 	if err := e.write(zeros[:pad8(uint64(size))]); err != nil {
 		return err
 	}
 	return e.str(")")
-}
-
-// fdReader reads a file descriptor with rawRead.
-type fdReader struct {
-	fd   int
-	path string // for errors
-}
-
-func (r fdReader) Read(p []byte) (int, error) {
-	for {
-		n, err := rawsys.Read(r.fd, p)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err != nil:
-			return 0, &fs.PathError{Op: "read", Path: r.path, Err: err}
-		case n == 0 && len(p) > 0:
-			return 0, io.EOF
-		}
-		return n, nil
-	}
 }
 
 // dirent is one directory entry: name and S_IFMT type (0 if unknown).

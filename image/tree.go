@@ -130,8 +130,7 @@ func (n *Node) Open() (File, error) {
 // Opens, reads and closes are raw (see rawsys); positioned reads, which
 // may be long, are not.
 type rawFile struct {
-	fd   int
-	path string
+	rawsys.Reader
 }
 
 func openRaw(path string) (*rawFile, error) {
@@ -139,22 +138,22 @@ func openRaw(path string) (*rawFile, error) {
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
-	return &rawFile{fd: fd, path: path}, nil
+	return &rawFile{rawsys.Reader{Fd: fd, Path: path}}, nil
 }
 
 // ReadAt implements io.ReaderAt.
 func (f *rawFile) ReadAt(b []byte, off int64) (int, error) {
 	if off < 0 {
-		return 0, &fs.PathError{Op: "read", Path: f.path, Err: errors.New("negative offset")}
+		return 0, &fs.PathError{Op: "read", Path: f.Path, Err: errors.New("negative offset")}
 	}
 	n := 0
 	for n < len(b) {
-		m, err := unix.Pread(f.fd, b[n:], off+int64(n))
+		m, err := unix.Pread(f.Fd, b[n:], off+int64(n))
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return n, &fs.PathError{Op: "read", Path: f.path, Err: err}
+			return n, &fs.PathError{Op: "read", Path: f.Path, Err: err}
 		}
 		if m == 0 {
 			return n, io.EOF
@@ -164,28 +163,13 @@ func (f *rawFile) ReadAt(b []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// Read implements io.Reader.
-func (f *rawFile) Read(b []byte) (int, error) {
-	if len(b) == 0 {
-		return 0, nil
-	}
-	m, err := rawsys.Read(f.fd, b)
-	if err != nil {
-		return 0, &fs.PathError{Op: "read", Path: f.path, Err: err}
-	}
-	if m == 0 {
-		return 0, io.EOF
-	}
-	return m, nil
-}
-
 // Close implements io.Closer.
 func (f *rawFile) Close() error {
-	if f.fd < 0 {
-		return &fs.PathError{Op: "close", Path: f.path, Err: fs.ErrClosed}
+	if f.Fd < 0 {
+		return &fs.PathError{Op: "close", Path: f.Path, Err: fs.ErrClosed}
 	}
-	rawsys.Close(f.fd) // read-only: nothing to report
-	f.fd = -1
+	rawsys.Close(f.Fd) // read-only: nothing to report
+	f.Fd = -1
 	return nil
 }
 

@@ -15,6 +15,8 @@
 package rawsys
 
 import (
+	"io"
+	"io/fs"
 	"syscall"
 	"unsafe"
 
@@ -92,4 +94,27 @@ func Fstatat(dirfd int, name string, st *syscall.Stat_t, flags int) error {
 	}
 	_, _, e := unix.RawSyscall6(unix.SYS_NEWFSTATAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), uintptr(unsafe.Pointer(st)), uintptr(flags), 0, 0)
 	return errOf(e)
+}
+
+// Reader reads a file descriptor it does not own with Read, as an
+// io.Reader whose errors name Path.
+type Reader struct {
+	Fd   int
+	Path string // for errors
+}
+
+// Read implements io.Reader.
+func (r Reader) Read(p []byte) (int, error) {
+	for {
+		n, err := Read(r.Fd, p)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return 0, &fs.PathError{Op: "read", Path: r.Path, Err: err}
+		case n == 0 && len(p) > 0:
+			return 0, io.EOF
+		}
+		return n, nil
+	}
 }
