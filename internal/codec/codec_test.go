@@ -3,11 +3,15 @@ package codec
 import (
 	"bytes"
 	stdzlib "compress/zlib"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand"
 	"os/exec"
 	"testing"
+
+	"github.com/closurefs/closurefs/internal/zstdenc"
 )
 
 func samples() map[string][]byte {
@@ -15,12 +19,21 @@ func samples() map[string][]byte {
 	random := make([]byte, 70000)
 	r.Read(random)
 	text := bytes.Repeat([]byte("the quick brown fox jumps over /nix/store/abc-def\n"), 3000)
+	// Binary, compressible: records of a counter, its square and code
+	// bytes, like a table in an executable.
+	var bin []byte
+	for i := 0; len(bin) < 100000; i++ {
+		bin = binary.LittleEndian.AppendUint32(bin, uint32(i))
+		bin = binary.LittleEndian.AppendUint32(bin, uint32(i*i%7919))
+		bin = append(bin, 0x48, 0x89, byte(i%5), 0, 0xc3)
+	}
 	return map[string][]byte{
 		"empty":  {},
 		"one":    {'x'},
 		"zeros":  make([]byte, 131072),
 		"random": random,
 		"text":   text,
+		"binary": bin,
 		"short":  []byte("hello, world"),
 	}
 }
@@ -94,24 +107,60 @@ func TestZstdIsStandard(t *testing.T) {
 	if err != nil {
 		t.Skip("zstd CLI not installed (scripts/deps.sh installs it): C decoder oracle skipped")
 	}
+	var codecs []Codec
 	for _, level := range []int{15, 16, 22} {
 		c, err := New("zstd", level)
 		if err != nil {
 			t.Fatal(err)
 		}
+		codecs = append(codecs, c)
+	}
+	for _, c := range codecs {
+		level := fmt.Sprintf("%d", c.Level())
 		for name, in := range samples() {
 			out, _ := c.Compress(nil, in)
 			again, _ := c.Compress(nil, in)
 			if !bytes.Equal(out, again) {
-				t.Errorf("level %d %s: output differs between calls", level, name)
+				t.Errorf("level %s %s: output differs between calls", level, name)
 			}
 			cmd := exec.Command(cli, "-d", "-c", "-q")
 			cmd.Stdin = bytes.NewReader(out)
 			got, err := cmd.Output()
 			if err != nil || !bytes.Equal(got, in) {
-				t.Errorf("level %d %s: zstd -d: %v, equal=%v", level, name, err, bytes.Equal(got, in))
+				t.Errorf("level %s %s: zstd -d: %v, equal=%v", level, name, err, bytes.Equal(got, in))
 			}
 		}
+	}
+}
+
+// TestZstdPerBlock checks the encoder choice of levels 10-15: binary
+// blocks go to zstdenc's lazy parser, text to
+// klauspost/compress.
+func TestZstdPerBlock(t *testing.T) {
+	in := samples()
+	lazy := zstdenc.NewEncoder(zstdenc.LevelParams(15))
+	for _, level := range []int{9, 10, 15} {
+		c, err := New("zstd", level)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"binary", "text"} {
+			out, err := c.Compress(nil, in[name])
+			if err != nil {
+				t.Fatal(err)
+			}
+			own := lazy.Compress(nil, in[name])
+			want := level >= 10 && name == "binary"
+			if got := bytes.Equal(out, own); got != want {
+				t.Errorf("level %d %s: zstdenc's output %v, want %v", level, name, got, want)
+			}
+			if got, err := c.Decompress(nil, out, len(in[name])); err != nil || !bytes.Equal(got, in[name]) {
+				t.Errorf("level %d %s: round trip: %v, equal=%v", level, name, err, bytes.Equal(got, in[name]))
+			}
+		}
+	}
+	if !mostlyText(in["text"]) || mostlyText(in["binary"]) || mostlyText(in["random"]) {
+		t.Error("mostlyText misclassifies the samples")
 	}
 }
 
