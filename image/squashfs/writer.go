@@ -627,11 +627,12 @@ func (s *state) packFragments(p *pipeline.Ordered[*block, *block], tails []tail)
 // tailLess orders tails for packing: by file name extension, then by
 // their first bytes (a file type's magic number, most often), then by the
 // name of the directory holding them (files of one package or module
-// side by side), by file name, and last by the grandparent directory's
-// name (one domain's translations in every language side by side, as
-// share/locale/LANG/LC_MESSAGES/DOMAIN.mo). Ties keep the tree order.
-// On the bench closure this packs the tails 4.7% smaller than the tree
-// order and 0.5% smaller than by extension and name alone.
+// side by side; see packageDir), by file name, and last by the
+// grandparent directory's name (one domain's translations in every
+// language side by side, as share/locale/LANG/LC_MESSAGES/DOMAIN.mo).
+// Ties keep the tree order. On the bench closure this packs the tails
+// about 5% smaller than the tree order and 0.8% smaller than by
+// extension, first bytes and name alone.
 func tailLess(x, y *tail) bool {
 	a, b := x.n.Name, y.n.Name
 	if ea, eb := ext(a), ext(b); ea != eb {
@@ -640,13 +641,23 @@ func tailLess(x, y *tail) bool {
 	if ha, hb := string(x.head[:]), string(y.head[:]); ha != hb {
 		return ha < hb
 	}
-	if da, db := dirName(x.n, 1), dirName(y.n, 1); da != db {
+	if da, db := packageDir(x.n), packageDir(y.n); da != db {
 		return da < db
 	}
 	if a != b {
 		return a < b
 	}
 	return dirName(x.n, 2) < dirName(y.n, 2)
+}
+
+// packageDir returns the name of the directory that n's file belongs to
+// for packing: its parent's, or for Python bytecode in __pycache__ its
+// grandparent's (the package; 2% smaller .pyc tails on the bench closure).
+func packageDir(n *image.Node) string {
+	if d := dirName(n, 1); d != "__pycache__" {
+		return d
+	}
+	return dirName(n, 2)
 }
 
 // dirName returns the name of n's ancestor up levels ("" above the root).
