@@ -288,7 +288,7 @@ func newZstd(level int) (Codec, error) {
 // Figures measured on 128 KiB blocks of the bench closure's files and
 // packed file tails. Below 50% text the optimal parser gains less per
 // CPU second: on the bench closure's image, using it from 40% text saved
-// another 0.2% for 40% more CPU time.
+// another 0.2% for 25% more CPU time.
 const lazyZstdLevel = 10
 
 // midParams are the zstdenc parameters for blocks of 50-80% text at
