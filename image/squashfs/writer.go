@@ -571,8 +571,8 @@ func changed(err error) error {
 }
 
 // packFragments packs the tails into fragment blocks. Tails are ordered
-// so that similar content sits together (by file name extension, then by
-// name), which helps the compressor; the order depends only on the tree.
+// so that similar content sits together (see tailLess), which helps the
+// compressor; the order depends only on the tree.
 func (s *state) packFragments(p *pipeline.Ordered[*block, *block], tails []tail) error {
 	if len(tails) == 0 {
 		return nil
@@ -584,16 +584,7 @@ func (s *state) packFragments(p *pipeline.Ordered[*block, *block], tails []tail)
 			return err
 		}
 	}
-	sort.SliceStable(tails, func(i, j int) bool {
-		a, b := tails[i].n.Name, tails[j].n.Name
-		if ea, eb := ext(a), ext(b); ea != eb {
-			return ea < eb
-		}
-		if ha, hb := string(tails[i].head[:]), string(tails[j].head[:]); ha != hb {
-			return ha < hb
-		}
-		return a < b
-	})
+	sort.SliceStable(tails, func(i, j int) bool { return tailLess(&tails[i], &tails[j]) })
 	cur := s.getBuf()
 	*cur = (*cur)[:0]
 	var input int64
@@ -631,6 +622,53 @@ func (s *state) packFragments(p *pipeline.Ordered[*block, *block], tails []tail)
 		return nil
 	}
 	return p.Submit(&block{raw: cur, input: input})
+}
+
+// tailLess orders tails for packing: by file name extension, then by
+// their first bytes (a file type's magic number, most often), then by the
+// name of the directory holding them (files of one package or module
+// side by side; see packageDir), by file name, and last by the
+// grandparent directory's name (one domain's translations in every
+// language side by side, as share/locale/LANG/LC_MESSAGES/DOMAIN.mo).
+// Ties keep the tree order. On the bench closure this packs the tails
+// about 5% smaller than the tree order and 0.8% smaller than by
+// extension, first bytes and name alone.
+func tailLess(x, y *tail) bool {
+	a, b := x.n.Name, y.n.Name
+	if ea, eb := ext(a), ext(b); ea != eb {
+		return ea < eb
+	}
+	if ha, hb := string(x.head[:]), string(y.head[:]); ha != hb {
+		return ha < hb
+	}
+	if da, db := packageDir(x.n), packageDir(y.n); da != db {
+		return da < db
+	}
+	if a != b {
+		return a < b
+	}
+	return dirName(x.n, 2) < dirName(y.n, 2)
+}
+
+// packageDir returns the name of the directory that n's file belongs to
+// for packing: its parent's, or for Python bytecode in __pycache__ its
+// grandparent's (the package; 2% smaller .pyc tails on the bench closure).
+func packageDir(n *image.Node) string {
+	if d := dirName(n, 1); d != "__pycache__" {
+		return d
+	}
+	return dirName(n, 2)
+}
+
+// dirName returns the name of n's ancestor up levels ("" above the root).
+func dirName(n *image.Node, up int) string {
+	for ; up > 0 && n != nil; up-- {
+		n = n.Parent
+	}
+	if n == nil {
+		return ""
+	}
+	return n.Name
 }
 
 // readTail appends the last tl.size bytes of tl's file to buf.

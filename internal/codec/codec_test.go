@@ -3,11 +3,15 @@ package codec
 import (
 	"bytes"
 	stdzlib "compress/zlib"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand"
 	"os/exec"
 	"testing"
+
+	"github.com/closurefs/closurefs/internal/zstdenc"
 )
 
 func samples() map[string][]byte {
@@ -15,12 +19,29 @@ func samples() map[string][]byte {
 	random := make([]byte, 70000)
 	r.Read(random)
 	text := bytes.Repeat([]byte("the quick brown fox jumps over /nix/store/abc-def\n"), 3000)
+	// Binary, compressible: records of a counter, its square and code
+	// bytes, like a table in an executable.
+	var bin []byte
+	for i := 0; len(bin) < 100000; i++ {
+		bin = binary.LittleEndian.AppendUint32(bin, uint32(i))
+		bin = binary.LittleEndian.AppendUint32(bin, uint32(i*i%7919))
+		bin = append(bin, 0x48, 0x89, byte(i%5), 0, 0xc3)
+	}
+	// About 65% text: strings between binary fields, like a .mo file.
+	var mixed []byte
+	for i := 0; len(mixed) < 100000; i++ {
+		mixed = fmt.Appendf(mixed, "msgid %d: file not found\n", i%977)
+		mixed = binary.LittleEndian.AppendUint64(mixed, uint64(i)*0x9E3779B97F4A7C15)
+		mixed = binary.LittleEndian.AppendUint64(mixed, uint64(i%13)<<40)
+	}
 	return map[string][]byte{
 		"empty":  {},
 		"one":    {'x'},
 		"zeros":  make([]byte, 131072),
 		"random": random,
 		"text":   text,
+		"binary": bin,
+		"mixed":  mixed,
 		"short":  []byte("hello, world"),
 	}
 }
@@ -94,22 +115,68 @@ func TestZstdIsStandard(t *testing.T) {
 	if err != nil {
 		t.Skip("zstd CLI not installed (scripts/deps.sh installs it): C decoder oracle skipped")
 	}
+	var codecs []Codec
 	for _, level := range []int{15, 16, 22} {
 		c, err := New("zstd", level)
 		if err != nil {
 			t.Fatal(err)
 		}
+		codecs = append(codecs, c)
+	}
+	for _, c := range codecs {
+		level := fmt.Sprintf("%d", c.Level())
 		for name, in := range samples() {
 			out, _ := c.Compress(nil, in)
 			again, _ := c.Compress(nil, in)
 			if !bytes.Equal(out, again) {
-				t.Errorf("level %d %s: output differs between calls", level, name)
+				t.Errorf("level %s %s: output differs between calls", level, name)
 			}
 			cmd := exec.Command(cli, "-d", "-c", "-q")
 			cmd.Stdin = bytes.NewReader(out)
 			got, err := cmd.Output()
 			if err != nil || !bytes.Equal(got, in) {
-				t.Errorf("level %d %s: zstd -d: %v, equal=%v", level, name, err, bytes.Equal(got, in))
+				t.Errorf("level %s %s: zstd -d: %v, equal=%v", level, name, err, bytes.Equal(got, in))
+			}
+		}
+	}
+}
+
+// TestZstdPerBlock checks the encoder choice of levels 10-15 by the
+// share of text in a block: zstdenc's lazy parser for binary data, its
+// one-pass optimal parser for mixed data, klauspost/compress for text.
+func TestZstdPerBlock(t *testing.T) {
+	in := samples()
+	lazy := zstdenc.NewEncoder(zstdenc.LevelParams(15))
+	mid := zstdenc.NewEncoder(midParams)
+	tests := []struct {
+		name  string
+		share int // textShare within [share, share+10)
+		enc   map[int]*zstdenc.Encoder
+	}{
+		{"binary", 10, map[int]*zstdenc.Encoder{10: lazy, 15: lazy}},
+		{"mixed", 60, map[int]*zstdenc.Encoder{10: mid, 15: mid}},
+		{"text", 100, nil},
+	}
+	for _, tt := range tests {
+		if got := textShare(in[tt.name]); got < tt.share || got >= tt.share+10 {
+			t.Errorf("%s: textShare %d%%, want %d-%d%%", tt.name, got, tt.share, tt.share+9)
+		}
+		for _, level := range []int{9, 10, 15} {
+			c, err := New("zstd", level)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := c.Compress(nil, in[tt.name])
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range []*zstdenc.Encoder{lazy, mid} {
+				if got, want := bytes.Equal(out, e.Compress(nil, in[tt.name])), tt.enc[level] == e; got != want {
+					t.Errorf("level %d %s: output of zstdenc %v is %v, want %v", level, tt.name, e == mid, got, want)
+				}
+			}
+			if got, err := c.Decompress(nil, out, len(in[tt.name])); err != nil || !bytes.Equal(got, in[tt.name]) {
+				t.Errorf("level %d %s: round trip: %v, equal=%v", level, tt.name, err, bytes.Equal(got, in[tt.name]))
 			}
 		}
 	}

@@ -8,7 +8,8 @@ import (
 )
 
 // FuzzRoundTrip compresses arbitrary data (repeated to reach multi-block
-// sizes when it asks) and checks that klauspost's decoder returns it.
+// sizes when it asks) with the one-pass (level 15) and the two-pass
+// parser and checks that klauspost's decoder returns it.
 func FuzzRoundTrip(f *testing.F) {
 	f.Add([]byte{}, uint8(0))
 	f.Add([]byte("a"), uint8(0))
@@ -19,7 +20,7 @@ func FuzzRoundTrip(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	e := NewEncoder(DefaultParams)
+	encs := []*Encoder{NewEncoder(LevelParams(15)), NewEncoder(DefaultParams)}
 	f.Fuzz(func(t *testing.T, data []byte, rep uint8) {
 		in := data
 		if rep > 0 && len(data) > 0 {
@@ -30,13 +31,15 @@ func FuzzRoundTrip(f *testing.F) {
 				in = append(in, byte(len(in)))
 			}
 		}
-		out := e.Compress(nil, in)
-		got, err := d.DecodeAll(out, nil)
-		if err != nil {
-			t.Fatalf("decode: %v", err)
-		}
-		if !bytes.Equal(got, in) {
-			t.Fatalf("round trip mismatch: %d bytes, want %d", len(got), len(in))
+		for i, e := range encs {
+			out := e.Compress(nil, in)
+			got, err := d.DecodeAll(out, nil)
+			if err != nil {
+				t.Fatalf("encoder %d: decode: %v", i, err)
+			}
+			if !bytes.Equal(got, in) {
+				t.Fatalf("encoder %d: round trip mismatch: %d bytes, want %d", i, len(got), len(in))
+			}
 		}
 	})
 }

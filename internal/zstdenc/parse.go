@@ -347,6 +347,9 @@ func updateReps(r [3]uint32, ov uint32, ll0 bool) [3]uint32 {
 
 // parse chooses the sequences of block src[start:end], updating reps.
 func (e *Encoder) parse(src []byte, start, end int, reps *[3]uint32) ([]seq, []byte) {
+	if e.p.Lazy {
+		return e.lazy(src, start, end, reps)
+	}
 	n := end - start
 	e.blockEnd = end
 	pr := &e.prices

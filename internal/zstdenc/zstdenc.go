@@ -4,7 +4,8 @@
 // Each call to Encoder.Compress writes one single-segment frame with the
 // content size and no checksum. A binary-tree match finder feeds a
 // price-based optimal parser (two passes: the second prices symbols with
-// the statistics of the first); literals are Huffman coded with
+// the statistics of the first), or, for speed, rows of recent positions
+// feed a lazy matcher (Params.Lazy); literals are Huffman coded with
 // github.com/klauspost/compress/huff0 and sequence codes with FSE tables
 // chosen per block among predefined, RLE and new tables by estimated cost.
 // Blocks that do not shrink are stored raw (or RLE).
@@ -53,6 +54,11 @@ type Params struct {
 	Predefined bool
 	// Greedy prices the first pass with a greedy parse's statistics.
 	Greedy bool
+	// Lazy replaces the optimal parser by lazy matching (as C zstd's
+	// lazy2 strategy): at each position the match of the best estimated
+	// gain, unless one of the next two positions offers a clearly better
+	// one. Passes, Tail, LitFlat, Predefined and Greedy do not apply.
+	Lazy bool
 }
 
 // DefaultParams are the parameters of level 19.
@@ -63,17 +69,16 @@ var DefaultParams = LevelParams(19)
 // large files and of packed small ones) against klauspost/compress's best
 // level and C zstd -15:
 //
-//   - levels up to 15: one pass, rows of recent positions; on average
-//     about 1% smaller than klauspost best at about 1.4x its CPU time,
-//     but its fixed first-pass prices misfit some inputs (up to 30%
-//     larger on synthetic text).
+//   - levels up to 15: lazy matching over rows of recent positions; on
+//     binary data (executables, libraries) 1.5-5% smaller than klauspost
+//     best in a little less CPU time, but about 2% larger on text.
 //   - levels 16 and up: two passes over a binary tree, the second priced
 //     by the first's statistics; about 5% smaller than klauspost best
 //     (within 1.5% of C zstd -15) at about 4x its CPU time, smaller than
 //     klauspost on every input tested.
 func LevelParams(level int) Params {
 	if level <= 15 {
-		return Params{Nice: 12, Passes: 1, Tail: 32, Rows: 8, LitFlat: 48}
+		return Params{Lazy: true, Nice: 32, Rows: 8}
 	}
 	return Params{Depth: 16, Nice: 64, Passes: 2, Tail: 64}
 }

@@ -88,39 +88,48 @@ func decodeGo(t testing.TB, frame []byte, size int) []byte {
 }
 
 func TestRoundTrip(t *testing.T) {
-	e := NewEncoder(DefaultParams)
 	cli, _ := exec.LookPath("zstd")
-	for name, in := range inputs(t) {
-		t.Run(name, func(t *testing.T) {
-			out := e.Compress([]byte("pre"), in)
-			if string(out[:3]) != "pre" {
-				t.Fatal("Compress did not append")
-			}
-			frame := out[3:]
-			if got := decodeGo(t, frame, len(in)); !bytes.Equal(got, in) {
-				t.Fatalf("klauspost round trip mismatch: %d bytes, want %d", len(got), len(in))
-			}
-			if again := e.Compress(nil, in); !bytes.Equal(again, frame) {
-				t.Fatal("output differs between two calls")
-			}
-			if cli == "" {
-				return
-			}
-			cmd := exec.Command(cli, "-d", "-c", "-q")
-			cmd.Stdin = bytes.NewReader(frame)
-			got, err := cmd.Output()
-			if err != nil {
-				t.Fatalf("zstd -d: %v", err)
-			}
-			if !bytes.Equal(got, in) {
-				t.Fatalf("zstd -d round trip mismatch: %d bytes, want %d", len(got), len(in))
-			}
-			t.Logf("%d -> %d", len(in), len(frame))
-		})
+	for _, level := range []int{15, 19} {
+		e := NewEncoder(LevelParams(level))
+		for name, in := range inputs(t) {
+			roundTrip(t, fmt.Sprintf("level%d/%s", level, name), e, cli, in)
+		}
 	}
 	if cli == "" {
 		t.Log("zstd CLI not found: C decoder oracle skipped")
 	}
+}
+
+// roundTrip compresses in with e and checks the frame with klauspost's
+// decoder and, when cli is not "", C zstd's.
+func roundTrip(t *testing.T, name string, e *Encoder, cli string, in []byte) {
+	t.Helper()
+	t.Run(name, func(t *testing.T) {
+		out := e.Compress([]byte("pre"), in)
+		if string(out[:3]) != "pre" {
+			t.Fatal("Compress did not append")
+		}
+		frame := out[3:]
+		if got := decodeGo(t, frame, len(in)); !bytes.Equal(got, in) {
+			t.Fatalf("klauspost round trip mismatch: %d bytes, want %d", len(got), len(in))
+		}
+		if again := e.Compress(nil, in); !bytes.Equal(again, frame) {
+			t.Fatal("output differs between two calls")
+		}
+		if cli == "" {
+			return
+		}
+		cmd := exec.Command(cli, "-d", "-c", "-q")
+		cmd.Stdin = bytes.NewReader(frame)
+		got, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("zstd -d: %v", err)
+		}
+		if !bytes.Equal(got, in) {
+			t.Fatalf("zstd -d round trip mismatch: %d bytes, want %d", len(got), len(in))
+		}
+		t.Logf("%d -> %d", len(in), len(frame))
+	})
 }
 
 // BenchmarkBlocks compresses 128 KiB blocks of Nix store files (those
