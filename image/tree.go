@@ -123,6 +123,79 @@ func (n *Node) Open() (File, error) {
 	return openRaw(n.Source)
 }
 
+// ReadSegment reads the len(b) bytes of regular file n's content at off
+// into b, opening and closing the source (a writer's unit of work is a
+// whole small file or a segment of a large one). It reports ErrChanged
+// when the content ends before off+len(b) and, when the segment reaches
+// n.Size, when it goes on past it. Given one spare byte of capacity
+// (cap(b) > len(b)), a file read to its end takes a single read call: a
+// short read of a regular file is its end.
+func (n *Node) ReadSegment(b []byte, off int64) error {
+	if !n.IsRegular() {
+		return fmt.Errorf("%s: not a regular file", n.Path())
+	}
+	end := off + int64(len(b))
+	if off < 0 || end > n.Size {
+		return fmt.Errorf("%s: segment %d+%d beyond size %d", n.Path(), off, len(b), n.Size)
+	}
+	if n.Source == "" {
+		if int64(len(n.Data)) != n.Size {
+			return fmt.Errorf("%s: %w (%d bytes, expected %d)", n.Path(), ErrChanged, len(n.Data), n.Size)
+		}
+		copy(b, n.Data[off:end])
+		return nil
+	}
+	fd, err := rawsys.Openat(unix.AT_FDCWD, n.Source, unix.O_RDONLY|unix.O_CLOEXEC)
+	if err != nil {
+		return &fs.PathError{Op: "open", Path: n.Source, Err: err}
+	}
+	defer rawsys.Close(fd)
+	want := len(b)
+	var one [1]byte
+	probe := end == n.Size // read one byte more, to see the end
+	if probe && cap(b) > len(b) {
+		b, probe = b[:len(b)+1], false // in the same call
+	}
+	k, err := preadFull(fd, b, off)
+	if err != nil {
+		return &fs.PathError{Op: "read", Path: n.Source, Err: err}
+	}
+	if probe && k == want {
+		k, err = preadFull(fd, one[:], end)
+		if err != nil {
+			return &fs.PathError{Op: "read", Path: n.Source, Err: err}
+		}
+		k += want
+	}
+	switch {
+	case k < want:
+		return fmt.Errorf("%s: %w (size shrank)", n.Path(), ErrChanged)
+	case k > want:
+		return fmt.Errorf("%s: %w (size grew)", n.Path(), ErrChanged)
+	}
+	return nil
+}
+
+// preadFull reads into b at off until b is full or a read comes back
+// short (the end of a regular file), and returns the bytes read.
+func preadFull(fd int, b []byte, off int64) (int, error) {
+	n := 0
+	for n < len(b) {
+		m, err := unix.Pread(fd, b[n:], off+int64(n))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		n += m
+		if m == 0 || n < len(b) {
+			break
+		}
+	}
+	return n, nil
+}
+
 // rawFile reads a file through its descriptor with plain system calls.
 // Writers open every file of a closure, often only to read a few KiB:
 // os.Open would add several fcntl and epoll_ctl calls per file (to try

@@ -1,6 +1,7 @@
 package image
 
 import (
+	"errors"
 	"io"
 	"io/fs"
 	"os"
@@ -145,5 +146,59 @@ func TestFromDir(t *testing.T) {
 	}
 	if _, err := FromStorePaths([]string{filepath.Join(dir, "missing")}, Options{}); err == nil {
 		t.Fatal("FromStorePaths of a missing path succeeded")
+	}
+}
+
+// TestReadSegment reads segments of a file from disk and of one held in
+// memory, with and without a spare byte of capacity for the end probe,
+// and checks that a file that shrank or grew is reported as changed.
+func TestReadSegment(t *testing.T) {
+	dir := t.TempDir()
+	content := []byte("0123456789abcdefghij")
+	p := filepath.Join(dir, "f")
+	if err := os.WriteFile(p, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	disk := &Node{Name: "f", Mode: 0o644, Size: int64(len(content)), Source: p}
+	mem := &Node{Name: "m", Mode: 0o644, Size: int64(len(content)), Data: content}
+	for _, n := range []*Node{disk, mem} {
+		for _, c := range []struct{ off, len, cap int }{
+			{0, 20, 20}, {0, 20, 21}, {0, 5, 5}, {5, 10, 11}, {15, 5, 5}, {15, 5, 6}, {20, 0, 1},
+		} {
+			b := make([]byte, c.len, c.cap)
+			if err := n.ReadSegment(b, int64(c.off)); err != nil {
+				t.Errorf("%s %+v: %v", n.Name, c, err)
+				continue
+			}
+			if string(b) != string(content[c.off:c.off+c.len]) {
+				t.Errorf("%s %+v: read %q", n.Name, c, b)
+			}
+		}
+		if err := n.ReadSegment(make([]byte, 5), 16); err == nil {
+			t.Errorf("%s: a segment past the size reads without error", n.Name)
+		}
+	}
+	for _, c := range []struct {
+		name    string
+		size    int64
+		off, n  int
+		spare   bool
+		changed bool
+	}{
+		{"grew, probe", 19, 10, 9, false, true},
+		{"grew, spare byte", 19, 10, 9, true, true},
+		{"grew, not at the end", 19, 0, 5, true, false},
+		{"shrank", 21, 10, 11, true, true},
+		{"shrank, probe", 21, 0, 21, false, true},
+	} {
+		n := &Node{Name: "f", Mode: 0o644, Size: c.size, Source: p}
+		b := make([]byte, c.n, c.n+map[bool]int{true: 1}[c.spare])
+		err := n.ReadSegment(b, int64(c.off))
+		if got := errors.Is(err, ErrChanged); got != c.changed {
+			t.Errorf("%s: error %v, want changed=%v", c.name, err, c.changed)
+		}
+	}
+	if err := (&Node{Name: "gone", Mode: 0o644, Size: 1, Source: filepath.Join(dir, "gone")}).ReadSegment(make([]byte, 1), 0); err == nil || errors.Is(err, ErrChanged) {
+		t.Errorf("missing source: error %v", err)
 	}
 }

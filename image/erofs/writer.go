@@ -454,6 +454,7 @@ func (wr *Writer) writeMeta(h io.Writer) error {
 			if err := wr.writeAt(data[:full], int64(in.dirBlocks)<<wr.blkbits); err != nil {
 				return err
 			}
+			h.Write(data[:full])
 		}
 		tail := data[full:]
 		if in.layout == LayoutFlatInline {
@@ -461,6 +462,7 @@ func (wr *Writer) writeMeta(h io.Writer) error {
 		} else if len(tail) > 0 {
 			blk := make([]byte, wr.blksz)
 			copy(blk, tail)
+			h.Write(tail)
 			if err := wr.writeAt(blk, int64(in.dirBlocks)<<wr.blkbits+int64(full)); err != nil {
 				return err
 			}

@@ -66,7 +66,13 @@ const batchDepth = 4
 
 // writeData lays out every regular file's and symlink's data in walk
 // order, writing full blocks to the data area and keeping inline parts.
-func (wr *Writer) writeData(ctx context.Context, h io.Writer) error {
+func (wr *Writer) writeData(ctx context.Context, h *contentSum) error {
+	if wr.comp == nil {
+		if err := wr.writeDataPlain(ctx, h); err != nil {
+			return err
+		}
+		return wr.finishData(h)
+	}
 	jobs := wr.opts.Jobs
 	if jobs <= 0 {
 		jobs = runtime.GOMAXPROCS(0)
@@ -275,9 +281,15 @@ func (wr *Writer) writeData(ctx context.Context, h io.Writer) error {
 			return err
 		}
 	}
+	return wr.finishData(h)
+}
+
+// finishData lays out the symlinks and the duplicate files, once the
+// data of the regular files is written.
+func (wr *Writer) finishData(h io.Writer) error {
 	for _, in := range wr.inodes {
 		if in.n.IsSymlink() {
-			if err := wr.layoutSymlink(in); err != nil {
+			if err := wr.layoutSymlink(in, h); err != nil {
 				return err
 			}
 		}
@@ -495,6 +507,7 @@ func (wr *Writer) finishFile(fs *fileState, h io.Writer) error {
 		if len(tail) > 0 {
 			blk := make([]byte, wr.blksz)
 			copy(blk, tail)
+			h.Write(tail)
 			if full == 0 {
 				in.u = wr.dataEnd
 			}
@@ -510,7 +523,7 @@ func (wr *Writer) finishFile(fs *fileState, h io.Writer) error {
 
 // layoutSymlink stores a symlink's target inline when it fits, else in a
 // block of its own.
-func (wr *Writer) layoutSymlink(in *inode) error {
+func (wr *Writer) layoutSymlink(in *inode, h io.Writer) error {
 	t := []byte(in.n.Target)
 	if in.baseSize()+len(t) <= wr.blksz {
 		in.layout = LayoutFlatInline
@@ -523,6 +536,7 @@ func (wr *Writer) layoutSymlink(in *inode) error {
 	nb := (len(t) + wr.blksz - 1) / wr.blksz
 	blk := make([]byte, nb*wr.blksz)
 	copy(blk, t)
+	h.Write(t)
 	in.u = wr.dataEnd
 	if err := wr.writeAt(blk, int64(wr.dataEnd)<<wr.blkbits); err != nil {
 		return err
