@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/closurefs/closurefs/internal/rawsys"
@@ -74,6 +75,8 @@ type Node struct {
 
 	// devIno identifies the source inode (for hard links and hashing once).
 	dev, ino uint64
+	// linked is set on a regular file whose source has other links.
+	linked bool
 }
 
 // IsDir, IsRegular and IsSymlink report the node's type.
@@ -309,6 +312,7 @@ func FromStorePaths(paths []string, opts Options) (*Tree, error) {
 	seen := make(map[string]bool)
 	sorted := append([]string(nil), paths...)
 	sort.Slice(sorted, func(i, j int) bool { return filepath.Base(sorted[i]) < filepath.Base(sorted[j]) })
+	var todo []string
 	for _, p := range sorted {
 		name := filepath.Base(p)
 		if seen[name] {
@@ -318,12 +322,13 @@ func FromStorePaths(paths []string, opts Options) (*Tree, error) {
 			return nil, fmt.Errorf("%s: conflicts with the registration file's name", p)
 		}
 		seen[name] = true
-		n, err := b.walk(p, name, root)
-		if err != nil {
-			return nil, err
-		}
-		root.Children = append(root.Children, n)
+		todo = append(todo, p)
 	}
+	children, err := b.walkAll(todo, root)
+	if err != nil {
+		return nil, err
+	}
+	root.Children = children
 	if opts.Registration != nil {
 		root.Children = append(root.Children, &Node{
 			Name: RegistrationName, Parent: root, Mode: 0o444,
@@ -432,12 +437,51 @@ func sortChildren(n *Node) {
 type devIno struct{ dev, ino uint64 }
 
 type builder struct {
-	opts  Options
-	links map[devIno]*Node // first node of each multiply linked inode
+	opts Options
 }
 
 func newBuilder(opts Options) *builder {
-	return &builder{opts: opts, links: make(map[devIno]*Node)}
+	return &builder{opts: opts}
+}
+
+// walkAll walks the store paths paths (in order) below root, each on one
+// of the builder's workers: the walk is a stream of short system calls,
+// and store paths are independent subtrees. It returns their nodes in
+// order, or the error of the first path that fails.
+func (b *builder) walkAll(paths []string, root *Node) ([]*Node, error) {
+	nodes := make([]*Node, len(paths))
+	errs := make([]error, len(paths))
+	jobs := b.opts.Jobs
+	if jobs <= 0 {
+		jobs = runtime.NumCPU()
+	}
+	jobs = min(jobs, len(paths))
+	var next atomic.Int64
+	var failed atomic.Bool
+	var wg sync.WaitGroup
+	for range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !failed.Load() {
+				i := int(next.Add(1) - 1)
+				if i >= len(paths) {
+					return
+				}
+				nodes[i], errs[i] = b.walk(paths[i], filepath.Base(paths[i]), root)
+				if errs[i] != nil {
+					failed.Store(true)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return nodes, nil
 }
 
 // walk builds the node for the file at p, named name, below parent.
@@ -476,15 +520,8 @@ func (b *builder) walk(p, name string, parent *Node) (*Node, error) {
 	case mode.IsRegular():
 		n.Size = st.Size
 		n.Source = p
-		if b.opts.KeepHardLinks && st.Nlink > 1 {
-			k := devIno{st.Dev, st.Ino}
-			if first, ok := b.links[k]; ok {
-				n.Link = first
-				first.Nlink++
-			} else {
-				b.links[k] = n
-			}
-		}
+		// Linked in walk order by finish.
+		n.linked = b.opts.KeepHardLinks && st.Nlink > 1
 	case mode&fs.ModeSymlink != 0:
 		if n.Target, err = os.Readlink(p); err != nil {
 			return nil, err
@@ -526,7 +563,17 @@ func (b *builder) finish(t *Tree) error {
 	}
 	bySize := make(map[int64][]*Node)
 	var order []*Node
+	links := make(map[devIno]*Node) // first node of each multiply linked inode
 	t.Walk(func(n *Node) error {
+		if n.linked {
+			k := devIno{n.dev, n.ino}
+			if first, ok := links[k]; ok {
+				n.Link = first
+				first.Nlink++
+			} else {
+				links[k] = n
+			}
+		}
 		switch {
 		case n.IsDir():
 			t.Stats.Dirs++
@@ -638,6 +685,14 @@ func hashAll(nodes []*Node, jobs int) error {
 }
 
 func digest(n *Node, buf []byte) ([32]byte, error) {
+	if n.Size < int64(len(buf)) {
+		// Most files: one read call (see ReadSegment).
+		b := buf[:n.Size]
+		if err := n.ReadSegment(b, 0); err != nil {
+			return [32]byte{}, err
+		}
+		return sha256.Sum256(b), nil
+	}
 	f, err := n.Open()
 	if err != nil {
 		return [32]byte{}, err

@@ -84,11 +84,17 @@ type Writer struct {
 	// fragKeyLen bytes, so that a tail equal to the end of an earlier one
 	// is stored once.
 	fragEnds map[[fragKeyLen]byte][]fragRef
-	// spill holds inline parts until the metadata area is written.
-	spill     *os.File
-	spillSize int64
-	fragBuf   []byte
-	incompat  uint32
+	// spill holds inline parts until the metadata area is written:
+	// appended through spillBuf, read back through spillWin, which holds
+	// the spill file's bytes from spillWinOff (parts are read back in
+	// about the order they were kept).
+	spill       *os.File
+	spillSize   int64
+	spillBuf    []byte
+	spillWin    []byte
+	spillWinOff int64
+	fragBuf     []byte
+	incompat    uint32
 	// pclusters maps the pclusters written so far to their block
 	// address, when identical pclusters are stored once (fragments or
 	// dedupe, as mkfs.erofs); nil otherwise.
@@ -496,8 +502,12 @@ func (wr *Writer) writeMeta(h io.Writer) error {
 	}
 	for _, i := range order {
 		in := wr.inodes[i]
-		if err := flush(offs[i] &^ int64(wr.blksz-1)); err != nil {
-			return err
+		// Blocks before this item's are complete: written once they
+		// add up to metaFlush bytes (one write each, not one per block).
+		if blk := offs[i] &^ int64(wr.blksz-1); blk-wbase >= metaFlush {
+			if err := flush(blk); err != nil {
+				return err
+			}
 		}
 		if e := offs[i] + int64(wr.itemSize(in)) - wbase; int64(len(win)) < e {
 			win = append(win, make([]byte, e-int64(len(win)))...)
@@ -512,6 +522,10 @@ func (wr *Writer) writeMeta(h io.Writer) error {
 	total := uint32(int64(metaBlk) + metaBlocks)
 	return wr.writeSuper(h, metaBlk, total)
 }
+
+// metaFlush is how many complete bytes of the metadata area writeMeta
+// gathers before writing them.
+const metaFlush = 1 << 20
 
 // itemSize is the metadata footprint of an inode: record, xattrs and
 // inline part, rounded up to the 32-byte slot.
@@ -700,12 +714,45 @@ func (wr *Writer) encodeInode(in *inode, b []byte) error {
 		p = (p + 7) &^ 7
 	}
 	if in.spillLen > 0 {
-		if _, err := wr.spill.ReadAt(b[p:p+in.spillLen], in.spillOff); err != nil {
-			return fmt.Errorf("erofs: inline data: %w", err)
-		}
-		return nil
+		return wr.readSpill(b[p:p+in.spillLen], in.spillOff)
 	}
 	copy(b[p:], in.inline)
+	return nil
+}
+
+// spillIO is the size of the spill file's writes and reads.
+const spillIO = 1 << 20
+
+// readSpill reads the inline part at off in the spill file into b.
+func (wr *Writer) readSpill(b []byte, off int64) error {
+	if err := wr.flushSpill(); err != nil {
+		return err
+	}
+	if off < wr.spillWinOff || off+int64(len(b)) > wr.spillWinOff+int64(len(wr.spillWin)) {
+		n := min(max(spillIO, int64(len(b))), wr.spillSize-off)
+		if int64(cap(wr.spillWin)) < n {
+			wr.spillWin = make([]byte, n)
+		}
+		wr.spillWin = wr.spillWin[:n]
+		if _, err := wr.spill.ReadAt(wr.spillWin, off); err != nil {
+			wr.spillWin = wr.spillWin[:0]
+			return fmt.Errorf("erofs: inline data: %w", err)
+		}
+		wr.spillWinOff = off
+	}
+	copy(b, wr.spillWin[off-wr.spillWinOff:])
+	return nil
+}
+
+// flushSpill writes the buffered inline parts to the spill file.
+func (wr *Writer) flushSpill() error {
+	if len(wr.spillBuf) == 0 {
+		return nil
+	}
+	if _, err := wr.spill.Write(wr.spillBuf); err != nil {
+		return fmt.Errorf("erofs: inline data: %w", err)
+	}
+	wr.spillBuf = wr.spillBuf[:0]
 	return nil
 }
 
@@ -816,9 +863,15 @@ func (wr *Writer) keepInline(in *inode, b []byte) error {
 		}
 		wr.spill = f
 	}
-	if _, err := wr.spill.Write(b); err != nil {
-		return fmt.Errorf("erofs: inline data: %w", err)
+	if len(wr.spillBuf)+len(b) > spillIO {
+		if err := wr.flushSpill(); err != nil {
+			return err
+		}
 	}
+	if wr.spillBuf == nil {
+		wr.spillBuf = make([]byte, 0, spillIO)
+	}
+	wr.spillBuf = append(wr.spillBuf, b...)
 	in.spillOff, in.spillLen = wr.spillSize, len(b)
 	wr.spillSize += int64(len(b))
 	return nil
