@@ -85,16 +85,13 @@ type Writer struct {
 	// is stored once.
 	fragEnds map[[fragKeyLen]byte][]fragRef
 	// spill holds inline parts until the metadata area is written:
-	// appended through spillBuf, read back through spillWin, which holds
-	// the spill file's bytes from spillWinOff (parts are read back in
-	// about the order they were kept).
-	spill       *os.File
-	spillSize   int64
-	spillBuf    []byte
-	spillWin    []byte
-	spillWinOff int64
-	fragBuf     []byte
-	incompat    uint32
+	// appended through spillBuf, read back through spillPages.
+	spill      *os.File
+	spillSize  int64
+	spillBuf   []byte
+	spillPages pageCache
+	fragBuf    []byte
+	incompat   uint32
 	// pclusters maps the pclusters written so far to their block
 	// address, when identical pclusters are stored once (fragments or
 	// dedupe, as mkfs.erofs); nil otherwise.
@@ -720,7 +717,7 @@ func (wr *Writer) encodeInode(in *inode, b []byte) error {
 	return nil
 }
 
-// spillIO is the size of the spill file's writes and reads.
+// spillIO is the size of the spill file's writes.
 const spillIO = 1 << 20
 
 // readSpill reads the inline part at off in the spill file into b.
@@ -728,19 +725,75 @@ func (wr *Writer) readSpill(b []byte, off int64) error {
 	if err := wr.flushSpill(); err != nil {
 		return err
 	}
-	if off < wr.spillWinOff || off+int64(len(b)) > wr.spillWinOff+int64(len(wr.spillWin)) {
-		n := min(max(spillIO, int64(len(b))), wr.spillSize-off)
-		if int64(cap(wr.spillWin)) < n {
-			wr.spillWin = make([]byte, n)
-		}
-		wr.spillWin = wr.spillWin[:n]
-		if _, err := wr.spill.ReadAt(wr.spillWin, off); err != nil {
-			wr.spillWin = wr.spillWin[:0]
-			return fmt.Errorf("erofs: inline data: %w", err)
-		}
-		wr.spillWinOff = off
+	if err := wr.spillPages.readAt(wr.spill, wr.spillSize, b, off); err != nil {
+		return fmt.Errorf("erofs: inline data: %w", err)
 	}
-	copy(b, wr.spillWin[off-wr.spillWinOff:])
+	return nil
+}
+
+// pageCache keeps the most recently used pages of a file. The metadata
+// area is encoded in offset order, which visits the inline parts kept in
+// the spill file (in walk order) back and forth within a few hundred
+// KiB, with some far jumps: on the bench closure 64 pages of 64 KiB read
+// 72 MB for 53 MB of parts, in 1,200 reads (one 1 MiB window re-read
+// 3.4 GB; one read per part is 38,000 reads).
+type pageCache struct {
+	pages map[int64]int // page number to slot
+	slots []cachePage
+	clock uint64
+}
+
+type cachePage struct {
+	num  int64
+	used uint64
+	data []byte
+}
+
+const (
+	cachePageSize  = 64 << 10
+	cachePageCount = 64
+)
+
+// readAt reads b at off from f, whose size is size, through the cache.
+func (c *pageCache) readAt(f io.ReaderAt, size int64, b []byte, off int64) error {
+	if off < 0 || off+int64(len(b)) > size {
+		return fmt.Errorf("read %d+%d beyond %d bytes", off, len(b), size)
+	}
+	if c.pages == nil {
+		c.pages = make(map[int64]int)
+	}
+	for len(b) > 0 {
+		num := off / cachePageSize
+		i, ok := c.pages[num]
+		if !ok {
+			if len(c.slots) < cachePageCount {
+				c.slots = append(c.slots, cachePage{data: make([]byte, cachePageSize)})
+				i = len(c.slots) - 1
+			} else {
+				i = 0
+				for j := range c.slots {
+					if c.slots[j].used < c.slots[i].used {
+						i = j
+					}
+				}
+				delete(c.pages, c.slots[i].num)
+			}
+			p := &c.slots[i]
+			start := num * cachePageSize
+			n := min(cachePageSize, size-start)
+			if _, err := f.ReadAt(p.data[:n], start); err != nil {
+				c.slots[i].used = 0
+				return err
+			}
+			p.num = num
+			c.pages[num] = i
+		}
+		c.clock++
+		p := &c.slots[i]
+		p.used = c.clock
+		k := copy(b, p.data[off-num*cachePageSize:])
+		b, off = b[k:], off+int64(k)
+	}
 	return nil
 }
 

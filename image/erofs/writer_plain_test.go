@@ -201,3 +201,37 @@ func TestWritePlainChanged(t *testing.T) {
 		}
 	}
 }
+
+// TestPageCache reads random ranges of a file through the spill file's
+// page cache, many more pages than it holds, across page boundaries and
+// up to the partial last page, and checks every byte.
+func TestPageCache(t *testing.T) {
+	data := make([]byte, (cachePageCount+10)*cachePageSize+1234)
+	rng := rand.New(rand.NewSource(3))
+	rng.Read(data)
+	r := bytes.NewReader(data)
+	var c pageCache
+	for i := range 5000 {
+		n := rng.Intn(3 * cachePageSize)
+		if i%10 == 0 {
+			n = rng.Intn(100)
+		}
+		off := rng.Int63n(int64(len(data) - n + 1))
+		if i%97 == 0 {
+			off = int64(len(data) - n) // the end
+		}
+		b := make([]byte, n)
+		if err := c.readAt(r, int64(len(data)), b, off); err != nil {
+			t.Fatalf("read %d+%d: %v", off, n, err)
+		}
+		if !bytes.Equal(b, data[off:off+int64(n)]) {
+			t.Fatalf("read %d+%d: wrong bytes", off, n)
+		}
+	}
+	if len(c.slots) != cachePageCount || len(c.pages) > cachePageCount {
+		t.Errorf("%d slots, %d pages mapped; want at most %d", len(c.slots), len(c.pages), cachePageCount)
+	}
+	if err := c.readAt(r, int64(len(data)), make([]byte, 2), int64(len(data)-1)); err == nil {
+		t.Error("a read past the end succeeds")
+	}
+}
