@@ -3,11 +3,11 @@ package image
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path"
 	"path/filepath"
 	"runtime"
@@ -499,12 +499,14 @@ func (b *builder) walkAll(paths []string, root *Node) ([]*Node, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			var w walker
 			for !failed.Load() {
 				i := int(next.Add(1) - 1)
 				if i >= len(paths) {
 					return
 				}
-				nodes[i], errs[i] = b.walk(paths[i], filepath.Base(paths[i]), root)
+				p := paths[i]
+				nodes[i], errs[i] = w.walk(b, unix.AT_FDCWD, p, p, filepath.Base(p), root)
 				if errs[i] != nil {
 					failed.Store(true)
 				}
@@ -522,10 +524,22 @@ func (b *builder) walkAll(paths []string, root *Node) ([]*Node, error) {
 
 // walk builds the node for the file at p, named name, below parent.
 func (b *builder) walk(p, name string, parent *Node) (*Node, error) {
-	// A raw lstat (see rawsys): a closure has tens of thousands of
-	// entries, each a short call.
+	var w walker
+	return w.walk(b, unix.AT_FDCWD, p, p, name, parent)
+}
+
+// walker walks one subtree: system calls are made relative to the open
+// parent directory (shorter lookups than full paths) and raw (see
+// rawsys: a closure has tens of thousands of entries, each a short call).
+type walker struct {
+	dbuf []byte // getdents buffer
+}
+
+// walk builds the node for the entry at (relative to dirfd) whose path
+// is p, named name, below parent.
+func (w *walker) walk(b *builder, dirfd int, at, p, name string, parent *Node) (*Node, error) {
 	st := new(syscall.Stat_t)
-	if err := rawsys.Lstat(p, st); err != nil {
+	if err := rawsys.Fstatat(dirfd, at, st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return nil, &fs.PathError{Op: "lstat", Path: p, Err: err}
 	}
 	mode := FileMode(st.Mode)
@@ -559,20 +573,24 @@ func (b *builder) walk(p, name string, parent *Node) (*Node, error) {
 		// Linked in walk order by finish.
 		n.linked = b.opts.KeepHardLinks && st.Nlink > 1
 	case mode&fs.ModeSymlink != 0:
-		if n.Target, err = os.Readlink(p); err != nil {
-			return nil, err
+		if n.Target, err = readlinkat(dirfd, at); err != nil {
+			return nil, &fs.PathError{Op: "readlink", Path: p, Err: err}
 		}
 		n.Size = int64(len(n.Target))
 	case mode.IsDir():
-		ents, err := os.ReadDir(p)
+		fd, err := rawsys.Openat(dirfd, at, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC)
 		if err != nil {
-			return nil, err
+			return nil, &fs.PathError{Op: "open", Path: p, Err: err}
 		}
-		// os.ReadDir sorts by name (byte order).
+		defer rawsys.Close(fd)
+		names, err := w.readDirNames(fd)
+		if err != nil {
+			return nil, &fs.PathError{Op: "readdir", Path: p, Err: err}
+		}
 		n.Nlink = 2
-		n.Children = make([]*Node, 0, len(ents))
-		for _, e := range ents {
-			c, err := b.walk(filepath.Join(p, e.Name()), e.Name(), n)
+		n.Children = make([]*Node, 0, len(names))
+		for _, e := range names {
+			c, err := w.walk(b, fd, e, filepath.Join(p, e), e, n)
 			if err != nil {
 				return nil, err
 			}
@@ -585,6 +603,66 @@ func (b *builder) walk(p, name string, parent *Node) (*Node, error) {
 		n.Rdev = st.Rdev
 	}
 	return n, nil
+}
+
+// readDirNames returns the names in the directory open as fd, without .
+// and .., sorted by byte order.
+func (w *walker) readDirNames(fd int) ([]string, error) {
+	if w.dbuf == nil {
+		w.dbuf = make([]byte, 32<<10)
+	}
+	var names []string
+	for {
+		n, err := rawsys.Getdents(fd, w.dbuf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 {
+			break
+		}
+		d := w.dbuf[:n]
+		for len(d) > 0 {
+			// struct linux_dirent64: ino u64, off s64, reclen u16,
+			// type u8, name (NUL-terminated).
+			if len(d) < 19 {
+				return nil, errors.New("short directory entry")
+			}
+			reclen := int(binary.NativeEndian.Uint16(d[16:18]))
+			if reclen < 19 || reclen > len(d) {
+				return nil, fmt.Errorf("bad directory entry length %d", reclen)
+			}
+			name := d[19:reclen]
+			if i := bytes.IndexByte(name, 0); i >= 0 {
+				name = name[:i]
+			}
+			if s := string(name); s != "." && s != ".." {
+				names = append(names, s)
+			}
+			d = d[reclen:]
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// readlinkat returns the target of the symlink name relative to dirfd.
+func readlinkat(dirfd int, name string) (string, error) {
+	for size := 256; ; size *= 2 {
+		buf := make([]byte, size)
+		n, err := unix.Readlinkat(dirfd, name, buf)
+		if err != nil {
+			return "", err
+		}
+		if n < size {
+			return string(buf[:n]), nil
+		}
+		if size > 1<<20 {
+			return "", errors.New("symlink target too long")
+		}
+	}
 }
 
 // finish counts the tree, sets root nlink, and digests files whose size
