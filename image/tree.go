@@ -329,6 +329,14 @@ type Options struct {
 	// files; counting the garbage collector's headroom, peak memory grows
 	// by about twice the cache.
 	CacheBytes int64
+	// DedupeMin, when positive, leaves regular files smaller than that
+	// out of the search for identical contents: they are not read and
+	// their Same stays nil. For writers that store small files inline in
+	// their metadata, where sharing their data saves nothing (EROFS: a
+	// file that fits in a block with its inode); on a store most files
+	// whose size collides with another's are small, each costing an open,
+	// a read and a close.
+	DedupeMin int64
 }
 
 // CacheFileMax is the largest file Options.CacheBytes keeps in memory.
@@ -697,7 +705,7 @@ func (b *builder) finish(t *Tree) error {
 			t.Stats.Files++
 			if n.Link == nil {
 				t.Stats.Bytes += n.Size
-				if n.Size > 0 {
+				if n.Size > 0 && n.Size >= b.opts.DedupeMin {
 					if len(bySize[n.Size]) == 0 {
 						order = append(order, n)
 					}

@@ -263,3 +263,27 @@ func TestCacheBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestDedupeMin checks that files smaller than Options.DedupeMin are left
+// out of the search for identical contents, and larger ones are not.
+func TestDedupeMin(t *testing.T) {
+	dir := t.TempDir()
+	for name, data := range map[string]string{"s1": "small", "s2": "small", "l1": "larger file", "l2": "larger file"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tree, err := FromDir(dir, Options{DedupeMin: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, same := range map[string]bool{"s1": false, "s2": false, "l1": false, "l2": true} {
+		n, _ := tree.Lookup(name)
+		if got := n.Same != nil; got != same {
+			t.Errorf("%s: Same set %v, want %v", name, got, same)
+		}
+		if small := name[0] == 's'; n.HasDigest == small {
+			t.Errorf("%s: HasDigest %v", name, n.HasDigest)
+		}
+	}
+}

@@ -45,6 +45,16 @@ type plainChunk struct {
 	inline bool
 }
 
+// dataLen is how many of the chunk's bytes go to the data area: all but
+// an inline tail (which the metadata area holds, and the content sum
+// covers there).
+func (c plainChunk) dataLen(blksz int) int {
+	if c.inline {
+		return c.n &^ (blksz - 1)
+	}
+	return c.n
+}
+
 // plainBatchJob is one work item: consecutive segments that fill the
 // image range [pos, pos+size).
 type plainBatchJob struct {
@@ -56,8 +66,9 @@ type plainBatchJob struct {
 // plainOut is a processed batch.
 type plainOut struct {
 	job plainBatchJob
-	// sums holds the CRC-32C of each contentChunk of each segment, in
-	// order (a segment's pieces start at its first byte).
+	// sums holds the CRC-32C of each contentChunk of each segment's data
+	// area bytes (dataLen), in order; a segment's pieces start at its
+	// first byte.
 	sums []uint32
 	// tails holds the inline tails, in order of the chunks with inline set.
 	tails [][]byte
@@ -128,8 +139,9 @@ func (wr *Writer) writeDataPlain(ctx context.Context, h *contentSum) error {
 				// cancellation, reported first.
 				return out, err
 			}
-			for p := 0; p < len(b); p += contentChunk {
-				out.sums = append(out.sums, crc32.Checksum(b[p:min(p+contentChunk, len(b))], castagnoli))
+			d := b[:c.dataLen(wr.blksz)]
+			for p := 0; p < len(d); p += contentChunk {
+				out.sums = append(out.sums, crc32.Checksum(d[p:min(p+contentChunk, len(d))], castagnoli))
 			}
 			if !c.last {
 				continue
@@ -153,8 +165,9 @@ func (wr *Writer) writeDataPlain(ctx context.Context, h *contentSum) error {
 	emit := func(o plainOut) error {
 		s, t := 0, 0
 		for _, c := range o.job.chunks {
-			for p := 0; p < c.n; p += contentChunk {
-				h.record(o.sums[s], min(contentChunk, c.n-p))
+			n := c.dataLen(wr.blksz)
+			for p := 0; p < n; p += contentChunk {
+				h.record(o.sums[s], min(contentChunk, n-p))
 				s++
 			}
 			if c.last {
@@ -230,4 +243,22 @@ func (wr *Writer) submitPlain(ctx context.Context, files []*inode, start int64, 
 		}
 	}
 	return flush()
+}
+
+// DedupeMin returns the image.Options.DedupeMin that gives the same image
+// with opts as searching all files for identical contents, but reads
+// fewer files: in an uncompressed image, a file that fits in a block
+// with an inode of either size is stored inline, in its own inode, so
+// sharing its data saves nothing. Only xattrs could push such a file out
+// to a block of its own, which then is not shared. Compressed images get
+// 0 (search all files): a small compressed file may take a block.
+func DedupeMin(opts Options) int64 {
+	if opts.Compressor != "" && opts.Compressor != "none" {
+		return 0
+	}
+	bs := opts.BlockSize
+	if bs == 0 {
+		bs = 4096
+	}
+	return int64(bs-ExtendedInodeSize) + 1
 }

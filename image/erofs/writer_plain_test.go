@@ -44,15 +44,29 @@ func plainTestTree(t *testing.T) string {
 	for i := range plainBatchFiles + 50 {
 		write(fmt.Sprintf("many/%03d", i), rng.Intn(9000))
 	}
-	data, err := os.ReadFile(filepath.Join(dir, "sizes/f07-16288"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"dup/a", "dup/b"} {
-		if err := os.MkdirAll(filepath.Join(dir, "dup"), 0o755); err != nil {
+	// Duplicates: inline (small), in a padded block (16288, and 4070,
+	// which does not fit with an inode) and with full blocks.
+	for _, src := range []string{"sizes/f07-16288", "sizes/f01-1", "sizes/f02-4064", "many/000"} {
+		data, err := os.ReadFile(filepath.Join(dir, src))
+		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+		for _, name := range []string{"a", "b"} {
+			p := filepath.Join(dir, "dup", filepath.Base(src)+name)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, name := range []string{"dup/4070a", "dup/4070b", "dup/4070c"} {
+		b := bytes.Repeat([]byte{'x'}, 4070)
+		if name == "dup/4070c" {
+			b[0] = 'y' // same size, other content
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -63,7 +77,12 @@ func plainTestTree(t *testing.T) string {
 // returns the image bytes.
 func writePlain(t *testing.T, src string, jobs int, blksz int) []byte {
 	t.Helper()
-	tree, err := image.FromDir(src, image.Options{})
+	return writePlainTree(t, src, jobs, blksz, image.Options{})
+}
+
+func writePlainTree(t *testing.T, src string, jobs int, blksz int, topts image.Options) []byte {
+	t.Helper()
+	tree, err := image.FromDir(src, topts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,6 +109,15 @@ func TestWritePlainParallel(t *testing.T) {
 				if got := writePlain(t, src, jobs, blksz); !bytes.Equal(got, want) {
 					t.Fatalf("-j %d image differs from -j 1", jobs)
 				}
+			}
+			// Searching only the files DedupeMin leaves (and keeping
+			// small ones in memory) gives the same image.
+			dm := DedupeMin(Options{BlockSize: blksz})
+			if got := writePlainTree(t, src, 2, blksz, image.Options{DedupeMin: dm, CacheBytes: 1 << 20}); !bytes.Equal(got, want) {
+				t.Fatalf("image with DedupeMin %d differs", dm)
+			}
+			if nodup := writePlainTree(t, src, 2, blksz, image.Options{DedupeMin: 1 << 30}); len(nodup) <= len(want) {
+				t.Errorf("image without deduplication: %d bytes, not more than %d", len(nodup), len(want))
 			}
 			rd, err := Open(bytes.NewReader(want))
 			if err != nil {
