@@ -70,8 +70,10 @@ type plainOut struct {
 	// area bytes (dataLen), in order; a segment's pieces start at its
 	// first byte.
 	sums []uint32
-	// tails holds the inline tails, in order of the chunks with inline set.
-	tails [][]byte
+	// tails holds the inline tails, in order of the chunks with inline
+	// set, one after the other (each chunk's tail is its n minus its
+	// dataLen bytes long).
+	tails []byte
 }
 
 // layoutPlain places every regular file's data in the data area of an
@@ -148,7 +150,7 @@ func (wr *Writer) writeDataPlain(ctx context.Context, h *contentSum) error {
 			}
 			full := c.n &^ (wr.blksz - 1)
 			if c.inline {
-				out.tails = append(out.tails, append([]byte(nil), b[full:]...))
+				out.tails = append(out.tails, b[full:]...)
 			} else if full < c.n {
 				// Pad the last block (the buffer is recycled).
 				clear(buf[c.rel+c.n : c.rel+(c.n+wr.blksz-1)&^(wr.blksz-1)])
@@ -173,10 +175,11 @@ func (wr *Writer) writeDataPlain(ctx context.Context, h *contentSum) error {
 			if c.last {
 				c.in.dataDone = true
 				if c.inline {
-					if err := wr.keepInline(c.in, o.tails[t]); err != nil {
+					k := t + c.n - n
+					if err := wr.keepInline(c.in, o.tails[t:k]); err != nil {
 						return err
 					}
-					t++
+					t = k
 				}
 			}
 			if wr.opts.Progress != nil {
