@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"runtime"
-	"sync"
 
 	"github.com/closurefs/closurefs/internal/pipeline"
 )
@@ -121,15 +120,33 @@ func (wr *Writer) writeDataPlain(ctx context.Context, h *contentSum) error {
 	}
 	start := int64(wr.dataEnd) << wr.blkbits
 	files := wr.layoutPlain()
-	var slabs sync.Pool
+	// Batch buffers are recycled through a free list (not a sync.Pool,
+	// which the garbage collector empties: each new buffer is cleared).
+	slabs := make(chan *[]byte, (batchDepth+1)*jobs)
 	work := func(job plainBatchJob) (plainOut, error) {
-		out := plainOut{job: job}
-		slab, _ := slabs.Get().(*[]byte)
-		if slab == nil {
+		npieces, ntail := 0, 0
+		for _, c := range job.chunks {
+			d := c.dataLen(wr.blksz)
+			npieces += (d + contentChunk - 1) / contentChunk
+			ntail += c.n - d
+		}
+		out := plainOut{job: job, sums: make([]uint32, 0, npieces)}
+		if ntail > 0 {
+			out.tails = make([]byte, 0, ntail)
+		}
+		var slab *[]byte
+		select {
+		case slab = <-slabs:
+		default:
 			s := make([]byte, plainSlab)
 			slab = &s
 		}
-		defer slabs.Put(slab)
+		defer func() {
+			select {
+			case slabs <- slab:
+			default:
+			}
+		}()
 		buf := *slab
 		for _, c := range job.chunks {
 			if err := ctx.Err(); err != nil {
