@@ -769,24 +769,30 @@ func hashAll(nodes []*Node, jobs int, cache int64) error {
 		index[k] = len(jobsList)
 		jobsList = append(jobsList, job{[]*Node{n}})
 	}
-	ch := make(chan job)
-	errs := make(chan error, jobs)
+	// Workers take the next job by index: a channel hand-off per file
+	// (tens of thousands of small files) kept the two workers of a
+	// two-core machine waiting for each other and for the sender.
+	var next atomic.Int64
+	var failed atomic.Bool
+	errs := make([]error, jobs)
 	var cached atomic.Int64
 	var wg sync.WaitGroup
-	for w := 0; w < jobs; w++ {
+	for w := range jobs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			buf := make([]byte, 256<<10)
-			var firstErr error
-			for j := range ch {
-				if firstErr != nil {
-					continue
+			for !failed.Load() {
+				i := int(next.Add(1) - 1)
+				if i >= len(jobsList) {
+					return
 				}
+				j := jobsList[i]
 				d, err := digest(j.nodes[0], buf)
 				if err != nil {
-					firstErr = err
-					continue
+					errs[w] = err
+					failed.Store(true)
+					return
 				}
 				for _, n := range j.nodes {
 					n.Digest, n.HasDigest = d, true
@@ -799,22 +805,15 @@ func hashAll(nodes []*Node, jobs int, cache int64) error {
 					n.cached.Store(&c)
 				}
 			}
-			errs <- firstErr
 		}()
 	}
-	for _, j := range jobsList {
-		ch <- j
-	}
-	close(ch)
 	wg.Wait()
-	close(errs)
-	var err error
-	for e := range errs {
-		if e != nil && err == nil {
-			err = e
+	for _, err := range errs {
+		if err != nil {
+			return err
 		}
 	}
-	return err
+	return nil
 }
 
 func digest(n *Node, buf []byte) ([32]byte, error) {
