@@ -13,10 +13,10 @@ import (
 // files, only on their sizes: once identical files are known (image.Tree
 // finds them before the writer starts), every file's place in the data
 // area is decided up front, and the workers read each file straight into
-// its place in a batch of the image and write the batch themselves. The
-// single emitting goroutine only keeps the inline tails and the content
-// sums in walk order, so the bytes and the UUID are the same for any
-// number of workers.
+// its place in a batch of the image (and sum it for the UUID). The single
+// emitting goroutine writes each batch with one call and keeps the inline
+// tails and the content sums in walk order, so the bytes and the UUID are
+// the same for any number of workers.
 
 // plainSeg is the largest piece of a file read at once: big files are
 // split so that buffers stay small and all workers share the work.
@@ -69,6 +69,8 @@ type plainOut struct {
 	// area bytes (dataLen), in order; a segment's pieces start at its
 	// first byte.
 	sums []uint32
+	// slab holds the batch's image bytes, job.size of them.
+	slab *[]byte
 	// tails holds the inline tails, in order of the chunks with inline
 	// set, one after the other (each chunk's tail is its n minus its
 	// dataLen bytes long).
@@ -141,12 +143,7 @@ func (wr *Writer) writeDataPlain(ctx context.Context, h *contentSum) error {
 			s := make([]byte, plainSlab)
 			slab = &s
 		}
-		defer func() {
-			select {
-			case slabs <- slab:
-			default:
-			}
-		}()
+
 		buf := *slab
 		for _, c := range job.chunks {
 			if err := ctx.Err(); err != nil {
@@ -173,12 +170,7 @@ func (wr *Writer) writeDataPlain(ctx context.Context, h *contentSum) error {
 				clear(buf[c.rel+c.n : c.rel+(c.n+wr.blksz-1)&^(wr.blksz-1)])
 			}
 		}
-		if job.size > 0 {
-			// Not writeAt: the emitter tracks writeback.
-			if _, err := wr.w.WriteAt(buf[:job.size], job.pos); err != nil {
-				return out, fmt.Errorf("erofs: write: %w", err)
-			}
-		}
+		out.slab = slab
 		return out, nil
 	}
 	emit := func(o plainOut) error {
@@ -203,9 +195,18 @@ func (wr *Writer) writeDataPlain(ctx context.Context, h *contentSum) error {
 				wr.opts.Progress(int64(c.n))
 			}
 		}
-		// Everything before this batch is written too: start its
-		// writeback.
-		wr.wb.wrote(o.job.pos, o.job.size)
+		// One writer: concurrent writes to one file take turns on its
+		// inode lock in the kernel, spinning (measured: the writes cost
+		// three times the CPU when the workers made them).
+		if o.job.size > 0 {
+			if err := wr.writeAt((*o.slab)[:o.job.size], o.job.pos); err != nil {
+				return err
+			}
+		}
+		select {
+		case slabs <- o.slab:
+		default:
+		}
 		return nil
 	}
 	p := pipeline.NewDepth(ctx, jobs, batchDepth*jobs, work, emit)
