@@ -88,9 +88,6 @@ func (wr *Writer) writeData(ctx context.Context, h *contentSum) error {
 	var slabs sync.Pool
 	one := func(c chunk, buf []byte) (chunkOut, error) {
 		out := chunkOut{chunk: c}
-		if err := readChunk(c.in.n, c.off, buf); err != nil {
-			return out, err
-		}
 		if wr.comp == nil {
 			out.data = buf
 			return out, nil
@@ -125,12 +122,13 @@ func (wr *Writer) writeData(ctx context.Context, h *contentSum) error {
 			total += c.n
 		}
 		var slab *[]byte
-		if total <= slabBytes {
+		// One spare byte after the last chunk: ReadSegment's end probe.
+		if total < slabBytes {
 			slab, _ = slabs.Get().(*[]byte)
 		}
 		if slab == nil {
 			// Larger batches (a big file's chunk) get their own buffer.
-			s := make([]byte, max(total, slabBytes))
+			s := make([]byte, max(total+1, slabBytes))
 			slab = &s
 		}
 		pos := 0
@@ -138,7 +136,15 @@ func (wr *Writer) writeData(ctx context.Context, h *contentSum) error {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			o, err := one(c, (*slab)[pos:pos+c.n:pos+c.n])
+			// The read may use the next chunk's first byte (not yet
+			// read) to see the file's end in the same call; the rest
+			// of the writer sees the chunk's bytes only.
+			buf := (*slab)[pos : pos+c.n : pos+c.n+1]
+			if err := c.in.n.ReadSegment(buf, c.off); err != nil {
+				cancel()
+				return nil, err
+			}
+			o, err := one(c, buf[:c.n:c.n])
 			if err != nil {
 				cancel()
 				return nil, err
@@ -334,29 +340,6 @@ type fileState struct {
 	pending []byte
 	// shared is set once one of its pclusters is another's.
 	shared bool
-}
-
-func readChunk(n *image.Node, off int64, buf []byte) error {
-	f, err := n.Open()
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	m, err := f.ReadAt(buf, off)
-	if m < len(buf) {
-		if err == nil || err == io.EOF {
-			return fmt.Errorf("%s: %w (size shrank)", n.Path(), image.ErrChanged)
-		}
-		return fmt.Errorf("%s: %w", n.Path(), err)
-	}
-	if off+int64(len(buf)) == n.Size {
-		// Check it did not grow.
-		var one [1]byte
-		if k, _ := f.ReadAt(one[:], off+int64(len(buf))); k > 0 {
-			return fmt.Errorf("%s: %w (size grew)", n.Path(), image.ErrChanged)
-		}
-	}
-	return nil
 }
 
 // emitChunk writes a processed chunk's blocks.
