@@ -1,6 +1,7 @@
 package image
 
 import (
+	"errors"
 	"io"
 	"io/fs"
 	"os"
@@ -145,5 +146,144 @@ func TestFromDir(t *testing.T) {
 	}
 	if _, err := FromStorePaths([]string{filepath.Join(dir, "missing")}, Options{}); err == nil {
 		t.Fatal("FromStorePaths of a missing path succeeded")
+	}
+}
+
+// TestReadSegment reads segments of a file from disk and of one held in
+// memory, with and without a spare byte of capacity for the end probe,
+// and checks that a file that shrank or grew is reported as changed.
+func TestReadSegment(t *testing.T) {
+	dir := t.TempDir()
+	content := []byte("0123456789abcdefghij")
+	p := filepath.Join(dir, "f")
+	if err := os.WriteFile(p, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	disk := &Node{Name: "f", Mode: 0o644, Size: int64(len(content)), Source: p}
+	mem := &Node{Name: "m", Mode: 0o644, Size: int64(len(content)), Data: content}
+	for _, n := range []*Node{disk, mem} {
+		for _, c := range []struct{ off, len, cap int }{
+			{0, 20, 20}, {0, 20, 21}, {0, 5, 5}, {5, 10, 11}, {15, 5, 5}, {15, 5, 6}, {20, 0, 1},
+		} {
+			b := make([]byte, c.len, c.cap)
+			if err := n.ReadSegment(b, int64(c.off)); err != nil {
+				t.Errorf("%s %+v: %v", n.Name, c, err)
+				continue
+			}
+			if string(b) != string(content[c.off:c.off+c.len]) {
+				t.Errorf("%s %+v: read %q", n.Name, c, b)
+			}
+		}
+		if err := n.ReadSegment(make([]byte, 5), 16); err == nil {
+			t.Errorf("%s: a segment past the size reads without error", n.Name)
+		}
+	}
+	for _, c := range []struct {
+		name    string
+		size    int64
+		off, n  int
+		spare   bool
+		changed bool
+	}{
+		{"grew, probe", 19, 10, 9, false, true},
+		{"grew, spare byte", 19, 10, 9, true, true},
+		{"grew, not at the end", 19, 0, 5, true, false},
+		{"shrank", 21, 10, 11, true, true},
+		{"shrank, probe", 21, 0, 21, false, true},
+	} {
+		n := &Node{Name: "f", Mode: 0o644, Size: c.size, Source: p}
+		b := make([]byte, c.n, c.n+map[bool]int{true: 1}[c.spare])
+		err := n.ReadSegment(b, int64(c.off))
+		if got := errors.Is(err, ErrChanged); got != c.changed {
+			t.Errorf("%s: error %v, want changed=%v", c.name, err, c.changed)
+		}
+	}
+	if err := (&Node{Name: "gone", Mode: 0o644, Size: 1, Source: filepath.Join(dir, "gone")}).ReadSegment(make([]byte, 1), 0); err == nil || errors.Is(err, ErrChanged) {
+		t.Errorf("missing source: error %v", err)
+	}
+}
+
+// TestCacheBytes checks that with Options.CacheBytes the small files read
+// for deduplication are served from memory once (the source is not read
+// again: a change on disk goes unseen) and then from disk, that
+// duplicates keep no copy, and that nothing is kept by default.
+func TestCacheBytes(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"a": "same size 1", "b": "same size 2", "c": "same size 1", // c duplicates a
+		"big1": string(make([]byte, CacheFileMax+1)), "big2": string(make([]byte, CacheFileMax+1)),
+		"lone": "a unique size",
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, cache := range []int64{0, 1 << 20} {
+		tree, err := FromDir(dir, Options{CacheBytes: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		node := func(name string) *Node {
+			n, ok := tree.Lookup(name)
+			if !ok {
+				t.Fatalf("%s missing", name)
+			}
+			return n
+		}
+		for name, want := range map[string]bool{"a": cache > 0, "b": cache > 0, "c": false, "big1": false, "big2": false, "lone": false} {
+			if got := node(name).cached.Load() != nil; got != want {
+				t.Errorf("cache %d: %s cached=%v, want %v", cache, name, got, want)
+			}
+		}
+		if cache == 0 {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(dir, "b"), []byte("changed!!!!"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		b := node("b")
+		for i, want := range []string{"same size 2", "changed!!!!"} {
+			buf := make([]byte, b.Size)
+			if err := b.ReadSegment(buf, 0); err != nil {
+				t.Fatal(err)
+			}
+			if string(buf) != want {
+				t.Errorf("read %d of b: %q, want %q", i, buf, want)
+			}
+		}
+		f, err := node("a").Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(f)
+		f.Close()
+		if string(got) != "same size 1" || node("a").cached.Load() != nil {
+			t.Errorf("Open of a: %q, cached copy kept: %v", got, node("a").cached.Load() != nil)
+		}
+	}
+}
+
+// TestDedupeMin checks that files smaller than Options.DedupeMin are left
+// out of the search for identical contents, and larger ones are not.
+func TestDedupeMin(t *testing.T) {
+	dir := t.TempDir()
+	for name, data := range map[string]string{"s1": "small", "s2": "small", "l1": "larger file", "l2": "larger file"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tree, err := FromDir(dir, Options{DedupeMin: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, same := range map[string]bool{"s1": false, "s2": false, "l1": false, "l2": true} {
+		n, _ := tree.Lookup(name)
+		if got := n.Same != nil; got != same {
+			t.Errorf("%s: Same set %v, want %v", name, got, same)
+		}
+		if small := name[0] == 's'; n.HasDigest == small {
+			t.Errorf("%s: HasDigest %v", name, n.HasDigest)
+		}
 	}
 }

@@ -43,6 +43,8 @@ chmod +x "$work/then-sync"
 # mkfs.erofs needs the closure staged in one directory (what nixpkgs does).
 mkdir -p "$work/stage"
 nix-store -qR "$root" | xargs cp -a -t "$work/stage"
+# The copy's writeback must not land in the first timed run.
+sync
 paths=$(nix-store -qR "$root" | wc -l)
 bytes=$(du -sb --apparent-size "$work/stage" | cut -f1)
 echo "closure: $root"

@@ -84,11 +84,14 @@ type Writer struct {
 	// fragKeyLen bytes, so that a tail equal to the end of an earlier one
 	// is stored once.
 	fragEnds map[[fragKeyLen]byte][]fragRef
-	// spill holds inline parts until the metadata area is written.
-	spill     *os.File
-	spillSize int64
-	fragBuf   []byte
-	incompat  uint32
+	// spill holds inline parts until the metadata area is written:
+	// appended through spillBuf, read back through spillPages.
+	spill      *os.File
+	spillSize  int64
+	spillBuf   []byte
+	spillPages pageCache
+	fragBuf    []byte
+	incompat   uint32
 	// pclusters maps the pclusters written so far to their block
 	// address, when identical pclusters are stored once (fragments or
 	// dedupe, as mkfs.erofs); nil otherwise.
@@ -454,6 +457,7 @@ func (wr *Writer) writeMeta(h io.Writer) error {
 			if err := wr.writeAt(data[:full], int64(in.dirBlocks)<<wr.blkbits); err != nil {
 				return err
 			}
+			h.Write(data[:full])
 		}
 		tail := data[full:]
 		if in.layout == LayoutFlatInline {
@@ -461,6 +465,7 @@ func (wr *Writer) writeMeta(h io.Writer) error {
 		} else if len(tail) > 0 {
 			blk := make([]byte, wr.blksz)
 			copy(blk, tail)
+			h.Write(tail)
 			if err := wr.writeAt(blk, int64(in.dirBlocks)<<wr.blkbits+int64(full)); err != nil {
 				return err
 			}
@@ -494,8 +499,12 @@ func (wr *Writer) writeMeta(h io.Writer) error {
 	}
 	for _, i := range order {
 		in := wr.inodes[i]
-		if err := flush(offs[i] &^ int64(wr.blksz-1)); err != nil {
-			return err
+		// Blocks before this item's are complete: written once they
+		// add up to metaFlush bytes (one write each, not one per block).
+		if blk := offs[i] &^ int64(wr.blksz-1); blk-wbase >= metaFlush {
+			if err := flush(blk); err != nil {
+				return err
+			}
 		}
 		if e := offs[i] + int64(wr.itemSize(in)) - wbase; int64(len(win)) < e {
 			win = append(win, make([]byte, e-int64(len(win)))...)
@@ -510,6 +519,10 @@ func (wr *Writer) writeMeta(h io.Writer) error {
 	total := uint32(int64(metaBlk) + metaBlocks)
 	return wr.writeSuper(h, metaBlk, total)
 }
+
+// metaFlush is how many complete bytes of the metadata area writeMeta
+// gathers before writing them.
+const metaFlush = 1 << 20
 
 // itemSize is the metadata footprint of an inode: record, xattrs and
 // inline part, rounded up to the 32-byte slot.
@@ -698,12 +711,101 @@ func (wr *Writer) encodeInode(in *inode, b []byte) error {
 		p = (p + 7) &^ 7
 	}
 	if in.spillLen > 0 {
-		if _, err := wr.spill.ReadAt(b[p:p+in.spillLen], in.spillOff); err != nil {
-			return fmt.Errorf("erofs: inline data: %w", err)
-		}
-		return nil
+		return wr.readSpill(b[p:p+in.spillLen], in.spillOff)
 	}
 	copy(b[p:], in.inline)
+	return nil
+}
+
+// spillIO is the size of the spill file's writes.
+const spillIO = 1 << 20
+
+// readSpill reads the inline part at off in the spill file into b.
+func (wr *Writer) readSpill(b []byte, off int64) error {
+	if err := wr.flushSpill(); err != nil {
+		return err
+	}
+	if err := wr.spillPages.readAt(wr.spill, wr.spillSize, b, off); err != nil {
+		return fmt.Errorf("erofs: inline data: %w", err)
+	}
+	return nil
+}
+
+// pageCache keeps the most recently used pages of a file. The metadata
+// area is encoded in offset order, which visits the inline parts kept in
+// the spill file (in walk order) back and forth within a few hundred
+// KiB, with some far jumps: on the bench closure 64 pages of 64 KiB read
+// 72 MB for 53 MB of parts, in 1,200 reads (one 1 MiB window re-read
+// 3.4 GB; one read per part is 38,000 reads).
+type pageCache struct {
+	pages map[int64]int // page number to slot
+	slots []cachePage
+	clock uint64
+}
+
+type cachePage struct {
+	num  int64
+	used uint64
+	data []byte
+}
+
+const (
+	cachePageSize  = 64 << 10
+	cachePageCount = 64
+)
+
+// readAt reads b at off from f, whose size is size, through the cache.
+func (c *pageCache) readAt(f io.ReaderAt, size int64, b []byte, off int64) error {
+	if off < 0 || off+int64(len(b)) > size {
+		return fmt.Errorf("read %d+%d beyond %d bytes", off, len(b), size)
+	}
+	if c.pages == nil {
+		c.pages = make(map[int64]int)
+	}
+	for len(b) > 0 {
+		num := off / cachePageSize
+		i, ok := c.pages[num]
+		if !ok {
+			if len(c.slots) < cachePageCount {
+				c.slots = append(c.slots, cachePage{data: make([]byte, cachePageSize)})
+				i = len(c.slots) - 1
+			} else {
+				i = 0
+				for j := range c.slots {
+					if c.slots[j].used < c.slots[i].used {
+						i = j
+					}
+				}
+				delete(c.pages, c.slots[i].num)
+			}
+			p := &c.slots[i]
+			start := num * cachePageSize
+			n := min(cachePageSize, size-start)
+			if _, err := f.ReadAt(p.data[:n], start); err != nil {
+				c.slots[i].used = 0
+				return err
+			}
+			p.num = num
+			c.pages[num] = i
+		}
+		c.clock++
+		p := &c.slots[i]
+		p.used = c.clock
+		k := copy(b, p.data[off-num*cachePageSize:])
+		b, off = b[k:], off+int64(k)
+	}
+	return nil
+}
+
+// flushSpill writes the buffered inline parts to the spill file.
+func (wr *Writer) flushSpill() error {
+	if len(wr.spillBuf) == 0 {
+		return nil
+	}
+	if _, err := wr.spill.Write(wr.spillBuf); err != nil {
+		return fmt.Errorf("erofs: inline data: %w", err)
+	}
+	wr.spillBuf = wr.spillBuf[:0]
 	return nil
 }
 
@@ -814,9 +916,15 @@ func (wr *Writer) keepInline(in *inode, b []byte) error {
 		}
 		wr.spill = f
 	}
-	if _, err := wr.spill.Write(b); err != nil {
-		return fmt.Errorf("erofs: inline data: %w", err)
+	if len(wr.spillBuf)+len(b) > spillIO {
+		if err := wr.flushSpill(); err != nil {
+			return err
+		}
 	}
+	if wr.spillBuf == nil {
+		wr.spillBuf = make([]byte, 0, spillIO)
+	}
+	wr.spillBuf = append(wr.spillBuf, b...)
 	in.spillOff, in.spillLen = wr.spillSize, len(b)
 	wr.spillSize += int64(len(b))
 	return nil

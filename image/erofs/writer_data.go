@@ -66,7 +66,13 @@ const batchDepth = 4
 
 // writeData lays out every regular file's and symlink's data in walk
 // order, writing full blocks to the data area and keeping inline parts.
-func (wr *Writer) writeData(ctx context.Context, h io.Writer) error {
+func (wr *Writer) writeData(ctx context.Context, h *contentSum) error {
+	if wr.comp == nil {
+		if err := wr.writeDataPlain(ctx, h); err != nil {
+			return err
+		}
+		return wr.finishData(h)
+	}
 	jobs := wr.opts.Jobs
 	if jobs <= 0 {
 		jobs = runtime.GOMAXPROCS(0)
@@ -82,9 +88,6 @@ func (wr *Writer) writeData(ctx context.Context, h io.Writer) error {
 	var slabs sync.Pool
 	one := func(c chunk, buf []byte) (chunkOut, error) {
 		out := chunkOut{chunk: c}
-		if err := readChunk(c.in.n, c.off, buf); err != nil {
-			return out, err
-		}
 		if wr.comp == nil {
 			out.data = buf
 			return out, nil
@@ -119,12 +122,13 @@ func (wr *Writer) writeData(ctx context.Context, h io.Writer) error {
 			total += c.n
 		}
 		var slab *[]byte
-		if total <= slabBytes {
+		// One spare byte after the last chunk: ReadSegment's end probe.
+		if total < slabBytes {
 			slab, _ = slabs.Get().(*[]byte)
 		}
 		if slab == nil {
 			// Larger batches (a big file's chunk) get their own buffer.
-			s := make([]byte, max(total, slabBytes))
+			s := make([]byte, max(total+1, slabBytes))
 			slab = &s
 		}
 		pos := 0
@@ -132,7 +136,15 @@ func (wr *Writer) writeData(ctx context.Context, h io.Writer) error {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			o, err := one(c, (*slab)[pos:pos+c.n:pos+c.n])
+			// The read may use the next chunk's first byte (not yet
+			// read) to see the file's end in the same call; the rest
+			// of the writer sees the chunk's bytes only.
+			buf := (*slab)[pos : pos+c.n : pos+c.n+1]
+			if err := c.in.n.ReadSegment(buf, c.off); err != nil {
+				cancel()
+				return nil, err
+			}
+			o, err := one(c, buf[:c.n:c.n])
 			if err != nil {
 				cancel()
 				return nil, err
@@ -275,9 +287,15 @@ func (wr *Writer) writeData(ctx context.Context, h io.Writer) error {
 			return err
 		}
 	}
+	return wr.finishData(h)
+}
+
+// finishData lays out the symlinks and the duplicate files, once the
+// data of the regular files is written.
+func (wr *Writer) finishData(h io.Writer) error {
 	for _, in := range wr.inodes {
 		if in.n.IsSymlink() {
-			if err := wr.layoutSymlink(in); err != nil {
+			if err := wr.layoutSymlink(in, h); err != nil {
 				return err
 			}
 		}
@@ -322,29 +340,6 @@ type fileState struct {
 	pending []byte
 	// shared is set once one of its pclusters is another's.
 	shared bool
-}
-
-func readChunk(n *image.Node, off int64, buf []byte) error {
-	f, err := n.Open()
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	m, err := f.ReadAt(buf, off)
-	if m < len(buf) {
-		if err == nil || err == io.EOF {
-			return fmt.Errorf("%s: %w (size shrank)", n.Path(), image.ErrChanged)
-		}
-		return fmt.Errorf("%s: %w", n.Path(), err)
-	}
-	if off+int64(len(buf)) == n.Size {
-		// Check it did not grow.
-		var one [1]byte
-		if k, _ := f.ReadAt(one[:], off+int64(len(buf))); k > 0 {
-			return fmt.Errorf("%s: %w (size grew)", n.Path(), image.ErrChanged)
-		}
-	}
-	return nil
 }
 
 // emitChunk writes a processed chunk's blocks.
@@ -495,6 +490,7 @@ func (wr *Writer) finishFile(fs *fileState, h io.Writer) error {
 		if len(tail) > 0 {
 			blk := make([]byte, wr.blksz)
 			copy(blk, tail)
+			h.Write(tail)
 			if full == 0 {
 				in.u = wr.dataEnd
 			}
@@ -510,7 +506,7 @@ func (wr *Writer) finishFile(fs *fileState, h io.Writer) error {
 
 // layoutSymlink stores a symlink's target inline when it fits, else in a
 // block of its own.
-func (wr *Writer) layoutSymlink(in *inode) error {
+func (wr *Writer) layoutSymlink(in *inode, h io.Writer) error {
 	t := []byte(in.n.Target)
 	if in.baseSize()+len(t) <= wr.blksz {
 		in.layout = LayoutFlatInline
@@ -523,6 +519,7 @@ func (wr *Writer) layoutSymlink(in *inode) error {
 	nb := (len(t) + wr.blksz - 1) / wr.blksz
 	blk := make([]byte, nb*wr.blksz)
 	copy(blk, t)
+	h.Write(t)
 	in.u = wr.dataEnd
 	if err := wr.writeAt(blk, int64(wr.dataEnd)<<wr.blkbits); err != nil {
 		return err

@@ -14,7 +14,9 @@ import (
 // (hardware-accelerated, an order of magnitude faster) and the sums are
 // hashed with SHA-256. Any change of content changes the UUID but with a
 // chance of 2^-32 per changed chunk, and the sum depends only on the bytes
-// and their order, not on how they are split into writes.
+// and their order, not on how they are split into writes. The parallel
+// writer of uncompressed data sums each file's 64 KiB pieces on its
+// workers and records the sums in walk order (record).
 type contentSum struct {
 	h   hash.Hash
 	crc uint32 // of the current chunk so far
@@ -40,6 +42,17 @@ func (s *contentSum) Write(p []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// record adds a chunk summed elsewhere: the CRC-32C sum of n bytes. A
+// stream chunk in progress is ended first, so records and writes mix in
+// the order they are made.
+func (s *contentSum) record(sum uint32, n int) {
+	if s.n > 0 {
+		s.flush()
+	}
+	s.crc, s.n = sum, n
+	s.flush()
 }
 
 // flush hashes the current chunk's sum and length.

@@ -2,6 +2,7 @@ package erofs
 
 import (
 	"bytes"
+	"hash/crc32"
 	"math/rand"
 	"testing"
 )
@@ -34,5 +35,33 @@ func TestContentSum(t *testing.T) {
 	// Trailing zeros are content too.
 	if bytes.Equal(sum(append(bytes.Clone(data), 0), 4096), want) {
 		t.Error("an appended zero byte leaves the sum unchanged")
+	}
+}
+
+// TestContentSumRecord checks that a chunk summed elsewhere (as the
+// parallel writers do) counts as the same bytes written, and that a
+// record ends a partial chunk written before it.
+func TestContentSumRecord(t *testing.T) {
+	data := make([]byte, 2*contentChunk+100)
+	rand.New(rand.NewSource(2)).Read(data)
+	written := newContentSum()
+	written.Write(data)
+	recorded := newContentSum()
+	for p := 0; p < len(data); p += contentChunk {
+		b := data[p:min(p+contentChunk, len(data))]
+		recorded.record(crc32.Checksum(b, castagnoli), len(b))
+	}
+	if !bytes.Equal(written.Sum(nil), recorded.Sum(nil)) {
+		t.Error("recorded chunk sums differ from the written bytes' sum")
+	}
+	mixed := newContentSum()
+	mixed.Write(data[:10])
+	mixed.record(crc32.Checksum(data[10:20], castagnoli), 10)
+	split := newContentSum()
+	split.Write(data[:10])
+	split.flush()
+	split.Write(data[10:20])
+	if !bytes.Equal(mixed.Sum(nil), split.Sum(nil)) {
+		t.Error("a record does not end the partial chunk before it")
 	}
 }
