@@ -25,9 +25,18 @@ type imageFormat struct {
 	name string
 	// blockSize is the default of -b.
 	blockSize int
-	// flags adds the format's own flags to fs. It returns the function that,
-	// once flags are parsed, writes t to w with the common options c.
-	flags func(fs *pflag.FlagSet) func(ctx context.Context, w io.WriterAt, t *image.Tree, c *snapshotCommon) error
+	// flags adds the format's own flags to fs. It returns what runs once
+	// flags are parsed.
+	flags func(fs *pflag.FlagSet) formatRun
+}
+
+// formatRun is a format's part of one snapshot run.
+type formatRun struct {
+	// tune, if not nil, checks the format's flags and adjusts the options
+	// the tree is built with before the store is read.
+	tune func(o *image.Options, c *snapshotCommon) error
+	// write writes t to w with the common options c.
+	write func(ctx context.Context, w io.WriterAt, t *image.Tree, c *snapshotCommon) error
 }
 
 // snapshotCommon holds the flags every image format shares.
@@ -76,7 +85,7 @@ fsynced and renamed. The same inputs and flags give the same bytes.`,
 			hardDeref := fs.Bool("hard-dereference", true, "dereference hard links (the default for store images)")
 			fs.StringVarP(&c.BlockSizeSpec, "block-size", "b", "", "block size, e.g. 4096, 128K or 1M (default: the format's)")
 			fs.BoolVar(&c.IncludeReg, "include-registration", false, "add the closure's registration at the image root as "+image.RegistrationName)
-			writers := make(map[string]func(ctx context.Context, w io.WriterAt, t *image.Tree, c *snapshotCommon) error)
+			writers := make(map[string]formatRun)
 			var names []string
 			for _, f := range imageFormats() {
 				writers[f.name] = f.flags(fs)
@@ -88,7 +97,7 @@ fsynced and renamed. The same inputs and flags give the same bytes.`,
 				if fs.Changed("hard-dereference") && !*hardDeref {
 					c.KeepHardLinks = true
 				}
-				write, ok := writers[format]
+				run, ok := writers[format]
 				if !ok {
 					return usagef("unknown image format %q (known: %s)", format, strings.Join(names, ", "))
 				}
@@ -103,6 +112,11 @@ fsynced and renamed. The same inputs and flags give the same bytes.`,
 					c.BlockSize = n
 				}
 				opts := image.Options{AllRoot: c.AllRoot, Mtime: c.Mtime, KeepHardLinks: c.KeepHardLinks, Jobs: c.Jobs}
+				if run.tune != nil {
+					if err := run.tune(&opts, c); err != nil {
+						return err
+					}
+				}
 				start := time.Now()
 				var tree *image.Tree
 				var err error
@@ -123,7 +137,7 @@ fsynced and renamed. The same inputs and flags give the same bytes.`,
 				if err != nil {
 					return err
 				}
-				return writeImage(e, format, write, tree, c, start)
+				return writeImage(e, format, run.write, tree, c, start)
 			}
 		},
 	}

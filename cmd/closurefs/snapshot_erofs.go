@@ -18,7 +18,7 @@ func erofsFormat() *imageFormat {
 	return &imageFormat{
 		name:      "erofs",
 		blockSize: 4096,
-		flags: func(fs *pflag.FlagSet) func(ctx context.Context, w io.WriterAt, t *image.Tree, c *snapshotCommon) error {
+		flags: func(fs *pflag.FlagSet) formatRun {
 			z := fs.StringP("compress", "z", "", "erofs: compressor[,level] or compressor,level=N: lz4, lz4hc, zstd, deflate (as mkfs.erofs -z; default: uncompressed)")
 			ext := fs.StringArrayP("extended", "E", nil, "erofs: extended options, comma separated: ztailpacking, fragments, dedupe, legacy-compress (full indexes)")
 			pcluster := fs.StringP("pcluster-size", "C", "", "erofs: largest physical cluster size in bytes (big pclusters), a multiple of the block size")
@@ -27,7 +27,8 @@ func erofsFormat() *imageFormat {
 			forceUID := fs.Int64("force-uid", -1, "erofs: owner uid of every entry")
 			forceGID := fs.Int64("force-gid", -1, "erofs: owner gid of every entry")
 			fs.String("mount-point", "", "erofs: accepted for mkfs.erofs compatibility (no effect)")
-			return func(ctx context.Context, w io.WriterAt, t *image.Tree, c *snapshotCommon) error {
+			// options turns the flags into writer options.
+			options := func(c *snapshotCommon) (erofs.Options, error) {
 				opts := erofs.Options{
 					BlockSize: c.BlockSize,
 					Label:     *label,
@@ -43,7 +44,7 @@ func erofsFormat() *imageFormat {
 					if rest != "" {
 						n, err := strconv.Atoi(strings.TrimPrefix(rest, "level="))
 						if err != nil || n <= 0 {
-							return usagef("-z %s: bad level %q", *z, rest)
+							return opts, usagef("-z %s: bad level %q", *z, rest)
 						}
 						opts.Level = n
 					}
@@ -61,31 +62,52 @@ func erofsFormat() *imageFormat {
 						case "legacy-compress":
 							opts.FullIndexes = true
 						default:
-							return usagef("-E %s: unsupported extended option %q", e, o)
+							return opts, usagef("-E %s: unsupported extended option %q", e, o)
 						}
 					}
 				}
 				if *pcluster != "" {
 					n, err := parseSize(*pcluster)
 					if err != nil {
-						return usagef("-C %s: %v", *pcluster, err)
+						return opts, usagef("-C %s: %v", *pcluster, err)
 					}
 					opts.PclusterSize = n
 				}
 				if *uuid != "" {
 					b, err := hex.DecodeString(strings.ReplaceAll(*uuid, "-", ""))
 					if err != nil || len(b) != 16 {
-						return usagef("-U %s: not a UUID", *uuid)
+						return opts, usagef("-U %s: not a UUID", *uuid)
 					}
 					var u [16]byte
 					copy(u[:], b)
 					opts.UUID = &u
 				}
-				wr, err := erofs.NewWriter(w, opts)
-				if err != nil {
-					return usagef("%v", err)
-				}
-				return wr.Write(ctx, t)
+				return opts, nil
+			}
+			return formatRun{
+				tune: func(o *image.Options, c *snapshotCommon) error {
+					opts, err := options(c)
+					if err != nil {
+						return err
+					}
+					// Files this small are stored inline in their own
+					// inodes, where sharing saves nothing: leave them out
+					// of the search for identical files (same image,
+					// fewer files read twice).
+					o.DedupeMin = erofs.DedupeMin(opts)
+					return nil
+				},
+				write: func(ctx context.Context, w io.WriterAt, t *image.Tree, c *snapshotCommon) error {
+					opts, err := options(c)
+					if err != nil {
+						return err
+					}
+					wr, err := erofs.NewWriter(w, opts)
+					if err != nil {
+						return usagef("%v", err)
+					}
+					return wr.Write(ctx, t)
+				},
 			}
 		},
 	}

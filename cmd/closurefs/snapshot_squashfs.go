@@ -15,7 +15,7 @@ func squashfsFormat() *imageFormat {
 	return &imageFormat{
 		name:      "squashfs",
 		blockSize: squashfs.DefaultBlockSize,
-		flags: func(fs *pflag.FlagSet) func(ctx context.Context, w io.WriterAt, t *image.Tree, c *snapshotCommon) error {
+		flags: func(fs *pflag.FlagSet) formatRun {
 			// -c may be shared with other formats: define it once.
 			comp := fs.ShorthandLookup("c")
 			if comp == nil {
@@ -24,7 +24,7 @@ func squashfsFormat() *imageFormat {
 			}
 			noFrag := fs.Bool("no-fragments", false, "squashfs: do not pack file tails into fragment blocks")
 			export := fs.Bool("exportable", false, "squashfs: add the NFS export table")
-			return func(ctx context.Context, w io.WriterAt, t *image.Tree, c *snapshotCommon) error {
+			return formatRun{write: func(ctx context.Context, w io.WriterAt, t *image.Tree, c *snapshotCommon) error {
 				spec := "zstd,15"
 				if comp.Changed {
 					spec = comp.Value.String()
@@ -49,7 +49,7 @@ func squashfsFormat() *imageFormat {
 					return usagef("%v", err)
 				}
 				return wr.Write(ctx, t)
-			}
+			}}
 		},
 	}
 }
