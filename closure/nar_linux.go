@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"slices"
 	"strings"
-	"unsafe"
 
 	"github.com/closurefs/closurefs/image"
 	"github.com/closurefs/closurefs/internal/rawsys"
@@ -157,36 +156,11 @@ func (e *narEncoder) readDirents(fd int) ([]dirent, error) {
 		e.dbuf = make([]byte, 64<<10)
 	}
 	var ents []dirent
-	for {
-		n, err := rawsys.Getdents(fd, e.dbuf)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if n <= 0 {
-			break
-		}
-		b := e.dbuf[:n]
-		for len(b) > 0 {
-			// struct linux_dirent64: ino u64, off s64, reclen u16, type u8, name.
-			if len(b) < 19 {
-				return nil, fmt.Errorf("short directory entry")
-			}
-			reclen := int(binary.NativeEndian.Uint16(b[16:18]))
-			if reclen < 19 || reclen > len(b) {
-				return nil, fmt.Errorf("bad directory entry length %d", reclen)
-			}
-			nameb := b[19:reclen]
-			if i := slices.Index(nameb, 0); i >= 0 {
-				nameb = nameb[:i]
-			}
-			if s := unsafe.String(unsafe.SliceData(nameb), len(nameb)); s != "." && s != ".." {
-				ents = append(ents, dirent{name: string(nameb), typ: dtToMode(b[18])})
-			}
-			b = b[reclen:]
-		}
+	err := rawsys.ReadDir(fd, e.dbuf, func(name []byte, dtype byte) {
+		ents = append(ents, dirent{name: string(name), typ: dtToMode(dtype)})
+	})
+	if err != nil {
+		return nil, err
 	}
 	slices.SortFunc(ents, func(a, b dirent) int { return strings.Compare(a.name, b.name) })
 	return ents, nil

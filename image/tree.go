@@ -3,7 +3,6 @@ package image
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -620,37 +619,11 @@ func (w *walker) readDirNames(fd int) ([]string, error) {
 		w.dbuf = make([]byte, 32<<10)
 	}
 	var names []string
-	for {
-		n, err := rawsys.Getdents(fd, w.dbuf)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if n <= 0 {
-			break
-		}
-		d := w.dbuf[:n]
-		for len(d) > 0 {
-			// struct linux_dirent64: ino u64, off s64, reclen u16,
-			// type u8, name (NUL-terminated).
-			if len(d) < 19 {
-				return nil, errors.New("short directory entry")
-			}
-			reclen := int(binary.NativeEndian.Uint16(d[16:18]))
-			if reclen < 19 || reclen > len(d) {
-				return nil, fmt.Errorf("bad directory entry length %d", reclen)
-			}
-			name := d[19:reclen]
-			if i := bytes.IndexByte(name, 0); i >= 0 {
-				name = name[:i]
-			}
-			if s := string(name); s != "." && s != ".." {
-				names = append(names, s)
-			}
-			d = d[reclen:]
-		}
+	err := rawsys.ReadDir(fd, w.dbuf, func(name []byte, _ byte) {
+		names = append(names, string(name))
+	})
+	if err != nil {
+		return nil, err
 	}
 	sort.Strings(names)
 	return names, nil

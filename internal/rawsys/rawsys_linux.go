@@ -15,6 +15,10 @@
 package rawsys
 
 import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"syscall"
@@ -74,6 +78,46 @@ func Getdents(fd int, p []byte) (int, error) {
 		return 0, e
 	}
 	return int(n), nil
+}
+
+// ReadDir reads the whole directory open as fd with getdents64, using buf
+// (at least a few hundred bytes) as the buffer, and calls fn with the name
+// and d_type (unix.DT_*) of every entry but . and .., in the order the
+// file system returns them. name is only valid during the call. A
+// malformed record is an error, never a read out of bounds.
+func ReadDir(fd int, buf []byte, fn func(name []byte, dtype byte)) error {
+	for {
+		n, err := Getdents(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n <= 0 {
+			return nil
+		}
+		b := buf[:n]
+		for len(b) > 0 {
+			// struct linux_dirent64: ino u64, off s64, reclen u16,
+			// type u8, name (NUL-terminated, padded).
+			if len(b) < 19 {
+				return errors.New("short directory entry")
+			}
+			reclen := int(binary.NativeEndian.Uint16(b[16:18]))
+			if reclen < 19 || reclen > len(b) {
+				return fmt.Errorf("bad directory entry length %d", reclen)
+			}
+			name := b[19:reclen]
+			if i := bytes.IndexByte(name, 0); i >= 0 {
+				name = name[:i]
+			}
+			if !(len(name) == 1 && name[0] == '.') && !(len(name) == 2 && name[0] == '.' && name[1] == '.') {
+				fn(name, b[18])
+			}
+			b = b[reclen:]
+		}
+	}
 }
 
 // Close is unix.Close without the scheduler hand-off.
