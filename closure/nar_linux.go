@@ -56,7 +56,7 @@ func (e *narEncoder) nodeAt(dirfd int, dirPath, name string, typ uint32) error {
 	case unix.S_IFREG:
 		return e.regularAt(dirfd, dirPath, name)
 	case unix.S_IFLNK:
-		target, err := readlinkat(dirfd, name)
+		target, err := rawsys.Readlinkat(dirfd, name)
 		if err != nil {
 			return &fs.PathError{Op: "readlink", Path: joinDir(dirPath, name), Err: err}
 		}
@@ -178,21 +178,5 @@ func dtToMode(dt byte) uint32 {
 		return 0
 	default:
 		return unix.S_IFIFO // any other type: reported as unsupported
-	}
-}
-
-func readlinkat(dirfd int, name string) (string, error) {
-	for size := 256; ; size *= 2 {
-		buf := make([]byte, size)
-		n, err := unix.Readlinkat(dirfd, name, buf)
-		if err != nil {
-			return "", err
-		}
-		if n < size {
-			return string(buf[:n]), nil
-		}
-		if size > 1<<20 {
-			return "", fmt.Errorf("symlink target too long")
-		}
 	}
 }

@@ -76,10 +76,6 @@ type Node struct {
 	dev, ino uint64
 	// linked is set on a regular file whose source has other links.
 	linked bool
-	// cached holds a copy of a small file's content kept from digesting
-	// it (see hashAll), so that a writer need not open the file again. It
-	// is dropped once read whole through ReadSegment or Open and Close.
-	cached atomic.Pointer[[]byte]
 }
 
 // IsDir, IsRegular and IsSymlink report the node's type.
@@ -114,17 +110,9 @@ type File interface {
 	io.Closer
 }
 
-type memFile struct {
-	*bytes.Reader
-	release func() // nil, or called on Close
-}
+type memFile struct{ *bytes.Reader }
 
-func (f memFile) Close() error {
-	if f.release != nil {
-		f.release()
-	}
-	return nil
-}
+func (memFile) Close() error { return nil }
 
 // Open opens a regular file's content.
 func (n *Node) Open() (File, error) {
@@ -132,10 +120,7 @@ func (n *Node) Open() (File, error) {
 		return nil, fmt.Errorf("%s: not a regular file", n.Path())
 	}
 	if n.Source == "" {
-		return memFile{Reader: bytes.NewReader(n.Data)}, nil
-	}
-	if p := n.cached.Load(); p != nil {
-		return memFile{bytes.NewReader(*p), func() { n.cached.CompareAndSwap(p, nil) }}, nil
+		return memFile{bytes.NewReader(n.Data)}, nil
 	}
 	return openRaw(n.Source)
 }
@@ -155,20 +140,11 @@ func (n *Node) ReadSegment(b []byte, off int64) error {
 	if off < 0 || end > n.Size {
 		return fmt.Errorf("%s: segment %d+%d beyond size %d", n.Path(), off, len(b), n.Size)
 	}
-	data := n.Data
-	if n.Source != "" {
-		if p := n.cached.Load(); p != nil {
-			data = *p
-			if off == 0 && end == n.Size {
-				n.cached.CompareAndSwap(p, nil) // read whole: done with it
-			}
+	if n.Source == "" {
+		if int64(len(n.Data)) != n.Size {
+			return fmt.Errorf("%s: %w (%d bytes, expected %d)", n.Path(), ErrChanged, len(n.Data), n.Size)
 		}
-	}
-	if n.Source == "" || data != nil {
-		if int64(len(data)) != n.Size {
-			return fmt.Errorf("%s: %w (%d bytes, expected %d)", n.Path(), ErrChanged, len(data), n.Size)
-		}
-		copy(b, data[off:end])
+		copy(b, n.Data[off:end])
 		return nil
 	}
 	fd, err := rawsys.Openat(unix.AT_FDCWD, n.Source, unix.O_RDONLY|unix.O_CLOEXEC)
@@ -319,15 +295,6 @@ type Options struct {
 	// Xattrs reads extended attributes from the source (off by default:
 	// store paths carry none).
 	Xattrs bool
-	// CacheBytes, when positive, keeps the content of small files (up to
-	// CacheFileMax bytes) that are read to find identical contents in
-	// memory, up to CacheBytes in all, so that a writer reading them
-	// through Open or ReadSegment need not open them again: most files
-	// whose size collides with another's are small. Each copy is dropped
-	// once read whole. On the bench closure (680 MiB) 32 MiB holds 25,000
-	// files; counting the garbage collector's headroom, peak memory grows
-	// by about twice the cache.
-	CacheBytes int64
 	// DedupeMin, when positive, leaves regular files smaller than that
 	// out of the search for identical contents: they are not read and
 	// their Same stays nil. For writers that store small files inline in
@@ -337,9 +304,6 @@ type Options struct {
 	// a read and a close.
 	DedupeMin int64
 }
-
-// CacheFileMax is the largest file Options.CacheBytes keeps in memory.
-const CacheFileMax = 4 << 10
 
 // FromStorePaths builds a tree whose root holds the given store paths by
 // base name, read from disk. The paths must lie directly in one directory
@@ -580,7 +544,7 @@ func (w *walker) walk(b *builder, dirfd int, at, p, name string, parent *Node) (
 		// Linked in walk order by finish.
 		n.linked = b.opts.KeepHardLinks && st.Nlink > 1
 	case mode&fs.ModeSymlink != 0:
-		if n.Target, err = readlinkat(dirfd, at); err != nil {
+		if n.Target, err = rawsys.Readlinkat(dirfd, at); err != nil {
 			return nil, &fs.PathError{Op: "readlink", Path: p, Err: err}
 		}
 		n.Size = int64(len(n.Target))
@@ -627,23 +591,6 @@ func (w *walker) readDirNames(fd int) ([]string, error) {
 	}
 	sort.Strings(names)
 	return names, nil
-}
-
-// readlinkat returns the target of the symlink name relative to dirfd.
-func readlinkat(dirfd int, name string) (string, error) {
-	for size := 256; ; size *= 2 {
-		buf := make([]byte, size)
-		n, err := unix.Readlinkat(dirfd, name, buf)
-		if err != nil {
-			return "", err
-		}
-		if n < size {
-			return string(buf[:n]), nil
-		}
-		if size > 1<<20 {
-			return "", errors.New("symlink target too long")
-		}
-	}
 }
 
 // finish counts the tree, sets root nlink, and digests files whose size
@@ -698,7 +645,7 @@ func (b *builder) finish(t *Tree) error {
 			todo = append(todo, group...)
 		}
 	}
-	if err := hashAll(todo, b.opts.Jobs, b.opts.CacheBytes); err != nil {
+	if err := hashAll(todo, b.opts.Jobs); err != nil {
 		return err
 	}
 	for _, first := range order {
@@ -710,7 +657,6 @@ func (b *builder) finish(t *Tree) error {
 		for _, n := range group { // group is in walk order
 			if f, ok := firstOf[n.Digest]; ok {
 				n.Same = f
-				n.cached.Store(nil) // writers read f instead
 			} else {
 				firstOf[n.Digest] = n
 			}
@@ -719,10 +665,8 @@ func (b *builder) finish(t *Tree) error {
 	return nil
 }
 
-// hashAll sets Digest on every node, hashing each source inode once, and
-// keeps the content of files of up to CacheFileMax bytes in memory
-// (Node.cached) up to cache bytes in all.
-func hashAll(nodes []*Node, jobs int, cache int64) error {
+// hashAll sets Digest on every node, hashing each source inode once.
+func hashAll(nodes []*Node, jobs int) error {
 	if jobs <= 0 {
 		jobs = runtime.NumCPU()
 	}
@@ -748,7 +692,6 @@ func hashAll(nodes []*Node, jobs int, cache int64) error {
 	var next atomic.Int64
 	var failed atomic.Bool
 	errs := make([]error, jobs)
-	var cached atomic.Int64
 	var wg sync.WaitGroup
 	for w := range jobs {
 		wg.Add(1)
@@ -769,13 +712,6 @@ func hashAll(nodes []*Node, jobs int, cache int64) error {
 				}
 				for _, n := range j.nodes {
 					n.Digest, n.HasDigest = d, true
-				}
-				// digest leaves a small file's content in buf. Only the
-				// first node of the inode is read by writers (the others
-				// are the same).
-				if n := j.nodes[0]; n.Source != "" && n.Size <= CacheFileMax && cached.Add(n.Size) <= cache {
-					c := bytes.Clone(buf[:n.Size])
-					n.cached.Store(&c)
 				}
 			}
 		}()

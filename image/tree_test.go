@@ -203,67 +203,6 @@ func TestReadSegment(t *testing.T) {
 	}
 }
 
-// TestCacheBytes checks that with Options.CacheBytes the small files read
-// for deduplication are served from memory once (the source is not read
-// again: a change on disk goes unseen) and then from disk, that
-// duplicates keep no copy, and that nothing is kept by default.
-func TestCacheBytes(t *testing.T) {
-	dir := t.TempDir()
-	files := map[string]string{
-		"a": "same size 1", "b": "same size 2", "c": "same size 1", // c duplicates a
-		"big1": string(make([]byte, CacheFileMax+1)), "big2": string(make([]byte, CacheFileMax+1)),
-		"lone": "a unique size",
-	}
-	for name, data := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, cache := range []int64{0, 1 << 20} {
-		tree, err := FromDir(dir, Options{CacheBytes: cache})
-		if err != nil {
-			t.Fatal(err)
-		}
-		node := func(name string) *Node {
-			n, ok := tree.Lookup(name)
-			if !ok {
-				t.Fatalf("%s missing", name)
-			}
-			return n
-		}
-		for name, want := range map[string]bool{"a": cache > 0, "b": cache > 0, "c": false, "big1": false, "big2": false, "lone": false} {
-			if got := node(name).cached.Load() != nil; got != want {
-				t.Errorf("cache %d: %s cached=%v, want %v", cache, name, got, want)
-			}
-		}
-		if cache == 0 {
-			continue
-		}
-		if err := os.WriteFile(filepath.Join(dir, "b"), []byte("changed!!!!"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		b := node("b")
-		for i, want := range []string{"same size 2", "changed!!!!"} {
-			buf := make([]byte, b.Size)
-			if err := b.ReadSegment(buf, 0); err != nil {
-				t.Fatal(err)
-			}
-			if string(buf) != want {
-				t.Errorf("read %d of b: %q, want %q", i, buf, want)
-			}
-		}
-		f, err := node("a").Open()
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, _ := io.ReadAll(f)
-		f.Close()
-		if string(got) != "same size 1" || node("a").cached.Load() != nil {
-			t.Errorf("Open of a: %q, cached copy kept: %v", got, node("a").cached.Load() != nil)
-		}
-	}
-}
-
 // TestDedupeMin checks that files smaller than Options.DedupeMin are left
 // out of the search for identical contents, and larger ones are not.
 func TestDedupeMin(t *testing.T) {

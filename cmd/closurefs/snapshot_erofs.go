@@ -17,7 +17,7 @@ import (
 func erofsFormat() *imageFormat {
 	return &imageFormat{
 		name:      "erofs",
-		blockSize: 4096,
+		blockSize: erofs.DefaultBlockSize,
 		flags: func(fs *pflag.FlagSet) formatRun {
 			z := fs.StringP("compress", "z", "", "erofs: compressor[,level] or compressor,level=N: lz4, lz4hc, zstd, deflate (as mkfs.erofs -z; default: uncompressed)")
 			ext := fs.StringArrayP("extended", "E", nil, "erofs: extended options, comma separated: ztailpacking, fragments, dedupe, legacy-compress (full indexes)")

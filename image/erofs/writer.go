@@ -16,11 +16,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// DefaultBlockSize is the block size of images written with no
+// Options.BlockSize, as mkfs.erofs's default on x86-64.
+const DefaultBlockSize = 4096
+
 // Options control how an image is written.
 type Options struct {
 	// BlockSize is the filesystem block size: a power of two from 512 to
 	// 65536 (the kernel mounts block sizes up to its page size); 0 means
-	// 4096.
+	// DefaultBlockSize.
 	BlockSize int
 	// Compressor names the compression algorithm: "" or "none" for an
 	// uncompressed image, or "lz4", "lz4hc", "zstd", "deflate".
@@ -145,7 +149,7 @@ type dirEntry struct {
 // NewWriter returns a Writer writing to w.
 func NewWriter(w io.WriterAt, opts Options) (*Writer, error) {
 	if opts.BlockSize == 0 {
-		opts.BlockSize = 4096
+		opts.BlockSize = DefaultBlockSize
 	}
 	bs := opts.BlockSize
 	if bs < 512 || bs > 65536 || bs&(bs-1) != 0 {

@@ -279,7 +279,7 @@ func DedupeMin(opts Options) int64 {
 	}
 	bs := opts.BlockSize
 	if bs == 0 {
-		bs = 4096
+		bs = DefaultBlockSize
 	}
 	return int64(bs-ExtendedInodeSize) + 1
 }

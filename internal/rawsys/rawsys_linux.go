@@ -120,6 +120,24 @@ func ReadDir(fd int, buf []byte, fn func(name []byte, dtype byte)) error {
 	}
 }
 
+// Readlinkat returns the target of the symlink name relative to dirfd,
+// growing its buffer as needed up to 1 MiB (longer targets are an error).
+func Readlinkat(dirfd int, name string) (string, error) {
+	for size := 256; ; size *= 2 {
+		buf := make([]byte, size)
+		n, err := unix.Readlinkat(dirfd, name, buf)
+		if err != nil {
+			return "", err
+		}
+		if n < size {
+			return string(buf[:n]), nil
+		}
+		if size > 1<<20 {
+			return "", errors.New("symlink target too long")
+		}
+	}
+}
+
 // Close is unix.Close without the scheduler hand-off.
 func Close(fd int) {
 	unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)

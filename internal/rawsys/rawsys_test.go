@@ -52,3 +52,25 @@ func TestReadDir(t *testing.T) {
 		t.Errorf("types: sub %d, %s %d; want DT_DIR and DT_REG", types["sub"], want[0], types[want[0]])
 	}
 }
+
+func TestReadlinkat(t *testing.T) {
+	dir := t.TempDir()
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer Close(fd)
+	for _, target := range []string{"a", strings.Repeat("d/", 200) + "end", "../x"} {
+		name := fmt.Sprintf("l%d", len(target))
+		if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := Readlinkat(fd, name)
+		if err != nil || got != target {
+			t.Errorf("Readlinkat(%s) = %q, %v; want %q", name, got, err, target)
+		}
+	}
+	if _, err := Readlinkat(fd, "missing"); err == nil {
+		t.Error("Readlinkat of a missing name: no error")
+	}
+}
