@@ -34,7 +34,11 @@ func samples() map[string][]byte {
 		mixed = binary.LittleEndian.AppendUint64(mixed, uint64(i)*0x9E3779B97F4A7C15)
 		mixed = binary.LittleEndian.AppendUint64(mixed, uint64(i%13)<<40)
 	}
+	// Already compressed data repeated, as in a package holding two
+	// copies of one archive: random bytes, then some of them again.
+	packed := append(random[:60000:60000], random[1000:40000]...)
 	return map[string][]byte{
+		"packed": packed,
 		"empty":  {},
 		"one":    {'x'},
 		"zeros":  make([]byte, 131072),
@@ -142,8 +146,9 @@ func TestZstdIsStandard(t *testing.T) {
 }
 
 // TestZstdPerBlock checks the encoder choice of levels 10-15 by the
-// share of text in a block: zstdenc's lazy parser for binary data, its
-// one-pass optimal parser for mixed data, klauspost/compress for text.
+// share of text in a block: zstdenc's lazy parser for binary and
+// near-random data, its one-pass optimal parser for mixed data,
+// klauspost/compress for text (and for every block below level 10).
 func TestZstdPerBlock(t *testing.T) {
 	in := samples()
 	lazy := zstdenc.NewEncoder(zstdenc.LevelParams(15))
@@ -156,6 +161,7 @@ func TestZstdPerBlock(t *testing.T) {
 		{"binary", 10, map[int]*zstdenc.Encoder{10: lazy, 15: lazy}},
 		{"mixed", 60, map[int]*zstdenc.Encoder{10: mid, 15: mid}},
 		{"text", 100, nil},
+		{"packed", 30, map[int]*zstdenc.Encoder{10: lazy, 15: lazy}},
 	}
 	for _, tt := range tests {
 		if got := textShare(in[tt.name]); got < tt.share || got >= tt.share+10 {
