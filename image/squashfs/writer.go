@@ -624,28 +624,30 @@ func (s *state) packFragments(p *pipeline.Ordered[*block, *block], tails []tail)
 	return p.Submit(&block{raw: cur, input: input})
 }
 
-// tailLess orders tails for packing: by file name extension, then by
-// their first bytes (a file type's magic number, most often), then by the
-// name of the directory holding them (files of one package or module
-// side by side; see packageDir), by file name, and last by the
-// grandparent directory's name (one domain's translations in every
-// language side by side, as share/locale/LANG/LC_MESSAGES/DOMAIN.mo).
-// Ties keep the tree order. On the bench closure this packs the tails
-// about 5% smaller than the tree order and 0.8% smaller than by
-// extension, first bytes and name alone.
+// tailLess orders tails for packing: by file name extension, then by the
+// name of the directory holding them (files of one package or module side
+// by side; see packageDir), by file name, by their first bytes (a file
+// type's magic number, most often), and last by the grandparent
+// directory's name (one domain's translations in every language side by
+// side, as share/locale/LANG/LC_MESSAGES/DOMAIN.mo). Ties keep the tree
+// order. On the bench closure the tree order packs the tails about 5%
+// larger. Of the other orders measured there, the first bytes before the
+// directory made the image 0.37% larger at zstd 15 (0.25% at gzip 9),
+// the name before the directory 0.6%, and the directory's full path
+// instead of its name 2.5%.
 func tailLess(x, y *tail) bool {
 	a, b := x.n.Name, y.n.Name
 	if ea, eb := ext(a), ext(b); ea != eb {
 		return ea < eb
-	}
-	if ha, hb := string(x.head[:]), string(y.head[:]); ha != hb {
-		return ha < hb
 	}
 	if da, db := packageDir(x.n), packageDir(y.n); da != db {
 		return da < db
 	}
 	if a != b {
 		return a < b
+	}
+	if ha, hb := string(x.head[:]), string(y.head[:]); ha != hb {
+		return ha < hb
 	}
 	return dirName(x.n, 2) < dirName(y.n, 2)
 }
