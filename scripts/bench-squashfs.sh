@@ -11,7 +11,9 @@
 # staged into a directory once (not timed), as a store image holds it.
 # Env: COMPS="zstd gzip" (which runs), JOBS (default nproc), WORK (scratch dir),
 # MKSQ_ZSTD=0 skips the mksquashfs zstd run (the zstd target is against
-# gensquashfs; mksquashfs is the gzip reference).
+# gensquashfs; mksquashfs is the gzip reference), LEVELS="16 17 18" also
+# runs closurefs at those zstd levels and compares them with gensquashfs
+# at its default level 15 (what each level buys in size and costs in time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -90,6 +92,12 @@ for c in $COMPS; do
 		echo "  sqfsdiff: images differ (see $WORK/sqfsdiff-$c.log)" >&2
 	fi
 	echo "  closurefs/gensquashfs: time $(ratio "${T[closurefs-$c]}" "${T[gensquashfs-$c]}")  cpu $(ratio "${C[closurefs-$c]}" "${C[gensquashfs-$c]}")  size $(ratio "${S[closurefs-$c]}" "${S[gensquashfs-$c]}")"
+	if [ "$c" = zstd ]; then
+		for l in ${LEVELS:-}; do
+			run "closurefs-zstd$l" "$WORK/l-zstd.img" "$BIN" snapshot -q -t squashfs --dir "$DIR" -o "$WORK/l-zstd.img" -c "zstd,$l" -b 128K -j "$JOBS" --all-root
+			echo "  closurefs zstd,$l / gensquashfs zstd,15: time $(ratio "${T[closurefs-zstd$l]}" "${T[gensquashfs-$c]}")  cpu $(ratio "${C[closurefs-zstd$l]}" "${C[gensquashfs-$c]}")  size $(ratio "${S[closurefs-zstd$l]}" "${S[gensquashfs-$c]}")"
+		done
+	fi
 	[ -z "${S[mksquashfs-$c]:-}" ] || echo "  closurefs/mksquashfs:  time $(ratio "${T[closurefs-$c]}" "${T[mksquashfs-$c]}")  cpu $(ratio "${C[closurefs-$c]}" "${C[mksquashfs-$c]}")  size $(ratio "${S[closurefs-$c]}" "${S[mksquashfs-$c]}")"
 	echo "  closurefs peak RSS: ${M[closurefs-$c]} MiB"
 	rm -f "$WORK"/?-"$c".img

@@ -228,22 +228,13 @@ type zstdCodec struct {
 	level int
 	enc   *zstd.Encoder
 	dec   *zstd.Decoder
-	// own holds idle zstdenc encoders (of levels from lazyZstdLevel up). A
-	// bounded list rather than a sync.Pool, which empties at every
-	// garbage collection: each encoder holds a few MiB of buffers that
-	// are costly to allocate again.
-	own chan *zstdenc.Encoder
-	// mid holds idle encoders with midParams.
-	mid chan *zstdenc.Encoder
+	plan  zstdPlan
+	// idle holds idle zstdenc encoders, by parameters. Bounded lists
+	// rather than sync.Pools, which empty at every garbage collection:
+	// each encoder holds a few MiB of buffers that are costly to
+	// allocate again.
+	idle map[zstdenc.Params]chan *zstdenc.Encoder
 }
-
-// ownZstdLevel is the lowest zstd level compressed by internal/zstdenc
-// whatever the data, whose two-pass optimal parser makes 128 KiB blocks
-// of Nix store files about 5% smaller than klauspost's best level
-// (within 1.5% of C zstd -15, gensquashfs's default) at about 4 times
-// its CPU time. Levels lazyZstdLevel-15 keep the default fast: each block
-// goes to the encoder that suits its data best for the time it takes.
-const ownZstdLevel = 16
 
 // ownZstdMax is the largest input internal/zstdenc compresses: an
 // encoder holds about 8 MiB plus 8 bytes per input byte (its match
@@ -266,38 +257,74 @@ func newZstd(level int) (Codec, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &zstdCodec{level: level, enc: enc, dec: dec,
-		own: make(chan *zstdenc.Encoder, runtime.GOMAXPROCS(0)+2),
-		mid: make(chan *zstdenc.Encoder, runtime.GOMAXPROCS(0)+2),
-	}, nil
+	c := &zstdCodec{level: level, enc: enc, dec: dec, plan: zstdPlanFor(level),
+		idle: make(map[zstdenc.Params]chan *zstdenc.Encoder)}
+	for _, p := range []*zstdenc.Params{c.plan.text, c.plan.mixed, c.plan.binary, c.plan.random} {
+		if p != nil && c.idle[*p] == nil {
+			c.idle[*p] = make(chan *zstdenc.Encoder, runtime.GOMAXPROCS(0)+2)
+		}
+	}
+	return c, nil
 }
 
-// lazyZstdLevel is the lowest zstd level whose blocks are compressed by
-// the encoder that suits their kind of data, by the share of text bytes
-// in them (see textShare):
-//
-//   - under 50% text (executables, libraries): internal/zstdenc's lazy
-//     parser, 1.5-5% smaller than klauspost's best level (which
-//     klauspost/compress uses from level 10) in less CPU time;
-//   - 50-80% text (.mo files, data tables, code with many strings):
-//     zstdenc's one-pass optimal parser, another 3-4% smaller than the
-//     lazy one at about twice its CPU time;
-//   - 80% text and more: klauspost best, about 2% smaller than the lazy
-//     parser there;
-//   - near-random data (compressed files; see zstdenc.HighEntropy): the
-//     lazy parser, about 0.5% smaller than klauspost best there at
-//     about twice its (small) CPU time.
-//
-// Figures measured on 128 KiB blocks of the bench closure's files and
-// packed file tails. Deeper parsing gains less per CPU second than the
-// time target allows: on the bench closure, a binary-tree match finder
-// for the 50-80% blocks made the image 0.3% smaller for 20% more CPU
-// time, and the optimal parser for binary blocks another 0.8% for 40%.
-const lazyZstdLevel = 10
+// A zstdPlan names the encoder of each kind of block at one level, by
+// the share of text bytes in the block (see textShare): nil is
+// klauspost/compress at that level, otherwise internal/zstdenc with
+// those parameters.
+type zstdPlan struct {
+	text   *zstdenc.Params // 80% text and more
+	mixed  *zstdenc.Params // 50-80% text (.mo files, data tables, code with many strings)
+	binary *zstdenc.Params // under 50% text (executables, libraries)
+	random *zstdenc.Params // near-random data (compressed files; see zstdenc.HighEntropy)
+}
 
-// midParams are the zstdenc parameters for blocks of 50-80% text at
-// levels lazyZstdLevel-15.
-var midParams = zstdenc.Params{Nice: 16, Passes: 1, Tail: 8, Rows: 8, LitFlat: 48}
+// The zstdenc parameter sets the plans use, from the cheapest. Measured
+// on 128 KiB blocks of the bench closure's files and packed file tails,
+// against klauspost best (which klauspost/compress uses from level 10):
+var (
+	// lazyParams: lazy matching over rows of recent positions; on binary
+	// blocks 1.5-5% smaller than klauspost best in less CPU time, but
+	// about 2% larger on text; on near-random blocks 0.5% smaller.
+	lazyParams = zstdenc.LevelParams(15)
+	// rowsParams: one optimal parsing pass over the same rows; 3-4%
+	// smaller than lazyParams on binary and mixed blocks at about twice
+	// its CPU time, no better than klauspost best on text.
+	rowsParams = zstdenc.Params{Nice: 16, Passes: 1, Tail: 8, Rows: 8, LitFlat: 48}
+	// treeParams: one optimal pass over a shallow binary tree, which
+	// finds the long matches rows miss: another 2-3% smaller than
+	// rowsParams at about 1.5 times its CPU time.
+	treeParams = zstdenc.Params{Depth: 8, Nice: 32, Passes: 1, Tail: 16, LitFlat: 48}
+	// deepParams: a deeper tree and longer matches, for text: 4.5%
+	// smaller than klauspost best there at about 5 times its CPU time.
+	deepParams = zstdenc.Params{Depth: 16, Nice: 64, Passes: 1, Tail: 64}
+	// bestParams: two passes, the second priced by the first's
+	// statistics; within 1.5% of C zstd -15 (gensquashfs's default) at
+	// about 4 times klauspost best's CPU time.
+	bestParams = zstdenc.LevelParams(19)
+)
+
+// zstdPlanFor returns the plan of a level. Below 10 klauspost/compress
+// compresses every block. Levels 10-15 are the fast default: on the bench
+// closure's squashfs image at level 15, 0.42 times gensquashfs's time for
+// 1.027 times its size. Each level above spends more CPU time on the
+// kinds of blocks where it gains the most per CPU second; see
+// scripts/bench-squashfs.sh (LEVELS) for their sizes and times.
+func zstdPlanFor(level int) zstdPlan {
+	switch {
+	case level < 10:
+		return zstdPlan{}
+	case level <= 15:
+		return zstdPlan{mixed: &rowsParams, binary: &lazyParams, random: &lazyParams}
+	case level == 16:
+		return zstdPlan{mixed: &treeParams, binary: &rowsParams, random: &lazyParams}
+	case level == 17:
+		return zstdPlan{mixed: &treeParams, binary: &treeParams, random: &lazyParams}
+	case level == 18:
+		return zstdPlan{text: &deepParams, mixed: &treeParams, binary: &treeParams, random: &lazyParams}
+	default:
+		return zstdPlan{text: &bestParams, mixed: &bestParams, binary: &bestParams, random: &lazyParams}
+	}
+}
 
 // textClass maps a byte to 1 if it counts as text (printable ASCII, tab,
 // newline or carriage return), else 0.
@@ -333,30 +360,33 @@ func textShare(b []byte) int {
 func (c *zstdCodec) Name() string { return "zstd" }
 func (c *zstdCodec) Level() int   { return c.level }
 func (c *zstdCodec) Compress(dst, src []byte) ([]byte, error) {
-	if c.level < lazyZstdLevel || len(src) > ownZstdMax {
+	if len(src) > ownZstdMax {
 		return c.enc.EncodeAll(src, dst), nil
 	}
-	pool, params := c.own, zstdenc.LevelParams(c.level)
+	var params *zstdenc.Params
 	switch {
-	case c.level >= ownZstdLevel:
-		if zstdenc.HighEntropy(src) {
-			return c.enc.EncodeAll(src, dst), nil
-		}
+	case c.plan == zstdPlan{}:
 	case zstdenc.HighEntropy(src):
-		// The lazy parser (c.own at these levels).
+		params = c.plan.random
 	default:
 		switch t := textShare(src); {
 		case t >= 80:
-			return c.enc.EncodeAll(src, dst), nil
+			params = c.plan.text
 		case t >= 50:
-			pool, params = c.mid, midParams
+			params = c.plan.mixed
+		default:
+			params = c.plan.binary
 		}
 	}
+	if params == nil {
+		return c.enc.EncodeAll(src, dst), nil
+	}
+	pool := c.idle[*params]
 	var e *zstdenc.Encoder
 	select {
 	case e = <-pool:
 	default:
-		e = zstdenc.NewEncoder(params)
+		e = zstdenc.NewEncoder(*params)
 	}
 	dst = e.Compress(dst, src)
 	select {

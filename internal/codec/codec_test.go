@@ -9,9 +9,11 @@ import (
 	"io"
 	"math/rand"
 	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/closurefs/closurefs/internal/zstdenc"
+	"github.com/klauspost/compress/zstd"
 )
 
 func samples() map[string][]byte {
@@ -37,8 +39,17 @@ func samples() map[string][]byte {
 	// Already compressed data repeated, as in a package holding two
 	// copies of one archive: random bytes, then some of them again.
 	packed := append(random[:60000:60000], random[1000:40000]...)
+	// Text with variety: words drawn at random, lines of them.
+	words := strings.Fields("the store path of a closure holds every file it references " +
+		"nix build derivation output hash narinfo registration squashfs erofs image block")
+	var prose []byte
+	for i := 0; len(prose) < 100000; i++ {
+		prose = append(prose, words[r.Intn(len(words))]...)
+		prose = append(prose, " \n"[min(r.Intn(12), 1)])
+	}
 	return map[string][]byte{
 		"packed": packed,
+		"prose":  prose,
 		"empty":  {},
 		"one":    {'x'},
 		"zeros":  make([]byte, 131072),
@@ -145,44 +156,62 @@ func TestZstdIsStandard(t *testing.T) {
 	}
 }
 
-// TestZstdPerBlock checks the encoder choice of levels 10-15 by the
-// share of text in a block: zstdenc's lazy parser for binary and
-// near-random data, its one-pass optimal parser for mixed data,
-// klauspost/compress for text (and for every block below level 10).
+// TestZstdPerBlock checks which encoder compresses each kind of block
+// at each zstd level (see zstdPlanFor): the output must be that
+// encoder's, byte for byte, and decompress to the input.
 func TestZstdPerBlock(t *testing.T) {
 	in := samples()
-	lazy := zstdenc.NewEncoder(zstdenc.LevelParams(15))
-	mid := zstdenc.NewEncoder(midParams)
-	tests := []struct {
+	kinds := []struct {
 		name  string
 		share int // textShare within [share, share+10)
-		enc   map[int]*zstdenc.Encoder
 	}{
-		{"binary", 10, map[int]*zstdenc.Encoder{10: lazy, 15: lazy}},
-		{"mixed", 60, map[int]*zstdenc.Encoder{10: mid, 15: mid}},
-		{"text", 100, nil},
-		{"packed", 30, map[int]*zstdenc.Encoder{10: lazy, 15: lazy}},
+		{"binary", 10}, {"mixed", 60}, {"prose", 100}, {"packed", 30},
 	}
-	for _, tt := range tests {
-		if got := textShare(in[tt.name]); got < tt.share || got >= tt.share+10 {
-			t.Errorf("%s: textShare %d%%, want %d-%d%%", tt.name, got, tt.share, tt.share+9)
+	// want[level][kind]: the parameters expected, nil for klauspost.
+	want := map[int]map[string]*zstdenc.Params{
+		9:  {},
+		10: {"binary": &lazyParams, "mixed": &rowsParams, "packed": &lazyParams},
+		15: {"binary": &lazyParams, "mixed": &rowsParams, "packed": &lazyParams},
+		16: {"binary": &rowsParams, "mixed": &treeParams, "packed": &lazyParams},
+		17: {"binary": &treeParams, "mixed": &treeParams, "packed": &lazyParams},
+		18: {"binary": &treeParams, "mixed": &treeParams, "prose": &deepParams, "packed": &lazyParams},
+		19: {"binary": &bestParams, "mixed": &bestParams, "prose": &bestParams, "packed": &lazyParams},
+		22: {"binary": &bestParams, "mixed": &bestParams, "prose": &bestParams, "packed": &lazyParams},
+	}
+	for _, k := range kinds {
+		if got := textShare(in[k.name]); got < k.share || got >= k.share+10 {
+			t.Errorf("%s: textShare %d%%, want %d-%d%%", k.name, got, k.share, k.share+9)
 		}
-		for _, level := range []int{9, 10, 15} {
-			c, err := New("zstd", level)
+	}
+	for level, plan := range want {
+		c, err := New("zstd", level)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kp, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),
+			zstd.WithEncoderCRC(false), zstd.WithEncoderConcurrency(1), zstd.WithZeroFrames(true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range kinds {
+			src := in[k.name]
+			out, err := c.Compress(nil, src)
 			if err != nil {
 				t.Fatal(err)
 			}
-			out, err := c.Compress(nil, in[tt.name])
-			if err != nil {
-				t.Fatal(err)
+			var expect []byte
+			who := "klauspost"
+			if p := plan[k.name]; p != nil {
+				expect = zstdenc.NewEncoder(*p).Compress(nil, src)
+				who = fmt.Sprintf("zstdenc %+v", *p)
+			} else {
+				expect = kp.EncodeAll(src, nil)
 			}
-			for _, e := range []*zstdenc.Encoder{lazy, mid} {
-				if got, want := bytes.Equal(out, e.Compress(nil, in[tt.name])), tt.enc[level] == e; got != want {
-					t.Errorf("level %d %s: output of zstdenc %v is %v, want %v", level, tt.name, e == mid, got, want)
-				}
+			if !bytes.Equal(out, expect) {
+				t.Errorf("level %d %s: output is not %s's", level, k.name, who)
 			}
-			if got, err := c.Decompress(nil, out, len(in[tt.name])); err != nil || !bytes.Equal(got, in[tt.name]) {
-				t.Errorf("level %d %s: round trip: %v, equal=%v", level, tt.name, err, bytes.Equal(got, in[tt.name]))
+			if got, err := c.Decompress(nil, out, len(src)); err != nil || !bytes.Equal(got, src) {
+				t.Errorf("level %d %s: round trip: %v, equal=%v", level, k.name, err, bytes.Equal(got, src))
 			}
 		}
 	}
