@@ -228,12 +228,34 @@ type zstdCodec struct {
 	level int
 	enc   *zstd.Encoder
 	dec   *zstd.Decoder
-	plan  zstdPlan
-	// idle holds idle zstdenc encoders, by parameters. Bounded lists
-	// rather than sync.Pools, which empty at every garbage collection:
-	// each encoder holds a few MiB of buffers that are costly to
-	// allocate again.
-	idle map[zstdenc.Params]chan *zstdenc.Encoder
+	// The encoders of each kind of block (see zstdPlan); nil for
+	// klauspost/compress. Kinds with the same parameters share one.
+	text, mixed, binary, random *encoders
+}
+
+// encoders holds idle zstdenc encoders of one parameter set. A bounded
+// list rather than a sync.Pool, which empties at every garbage
+// collection: each encoder holds a few MiB of buffers that are costly to
+// allocate again.
+type encoders struct {
+	params zstdenc.Params
+	idle   chan *zstdenc.Encoder
+}
+
+// compress compresses src with an idle encoder, or a new one.
+func (p *encoders) compress(dst, src []byte) []byte {
+	var e *zstdenc.Encoder
+	select {
+	case e = <-p.idle:
+	default:
+		e = zstdenc.NewEncoder(p.params)
+	}
+	dst = e.Compress(dst, src)
+	select {
+	case p.idle <- e:
+	default: // enough idle encoders: let this one go
+	}
+	return dst
 }
 
 // ownZstdMax is the largest input internal/zstdenc compresses: an
@@ -257,14 +279,19 @@ func newZstd(level int) (Codec, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &zstdCodec{level: level, enc: enc, dec: dec, plan: zstdPlanFor(level),
-		idle: make(map[zstdenc.Params]chan *zstdenc.Encoder)}
-	for _, p := range []*zstdenc.Params{c.plan.text, c.plan.mixed, c.plan.binary, c.plan.random} {
-		if p != nil && c.idle[*p] == nil {
-			c.idle[*p] = make(chan *zstdenc.Encoder, runtime.GOMAXPROCS(0)+2)
+	plan := zstdPlanFor(level)
+	byParams := make(map[zstdenc.Params]*encoders)
+	pool := func(p *zstdenc.Params) *encoders {
+		if p == nil {
+			return nil
 		}
+		if byParams[*p] == nil {
+			byParams[*p] = &encoders{params: *p, idle: make(chan *zstdenc.Encoder, runtime.GOMAXPROCS(0)+2)}
+		}
+		return byParams[*p]
 	}
-	return c, nil
+	return &zstdCodec{level: level, enc: enc, dec: dec,
+		text: pool(plan.text), mixed: pool(plan.mixed), binary: pool(plan.binary), random: pool(plan.random)}, nil
 }
 
 // A zstdPlan names the encoder of each kind of block at one level, by
@@ -326,74 +353,55 @@ func zstdPlanFor(level int) zstdPlan {
 	}
 }
 
-// textClass maps a byte to 1 if it counts as text (printable ASCII, tab,
-// newline or carriage return), else 0.
-var textClass = func() (t [256]uint8) {
-	for c := 0x20; c < 0x7f; c++ {
-		t[c] = 1
-	}
-	t['\n'], t['\t'], t['\r'] = 1, 1, 1
-	return t
-}()
-
 // textShare returns the share of b's bytes that are printable ASCII,
 // tabs or newlines, in percent.
 func textShare(b []byte) int {
-	if len(b) == 0 {
+	var h [256]uint32
+	for _, c := range b {
+		h[c]++
+	}
+	return textShareCounts(&h, len(b))
+}
+
+// textShareCounts is textShare for n bytes whose byte values occur h[v]
+// times each.
+func textShareCounts(h *[256]uint32, n int) int {
+	if n == 0 {
 		return 100
 	}
-	// A table and four counters: no branch to mispredict on mixed data.
-	var n0, n1, n2, n3 int
-	i := 0
-	for ; i+4 <= len(b); i += 4 {
-		n0 += int(textClass[b[i]])
-		n1 += int(textClass[b[i+1]])
-		n2 += int(textClass[b[i+2]])
-		n3 += int(textClass[b[i+3]])
+	t := h['\n'] + h['\t'] + h['\r']
+	for c := 0x20; c < 0x7f; c++ {
+		t += h[c]
 	}
-	for ; i < len(b); i++ {
-		n0 += int(textClass[b[i]])
-	}
-	return (n0 + n1 + n2 + n3) * 100 / len(b)
+	return int(t) * 100 / n
 }
 
 func (c *zstdCodec) Name() string { return "zstd" }
 func (c *zstdCodec) Level() int   { return c.level }
 func (c *zstdCodec) Compress(dst, src []byte) ([]byte, error) {
-	if len(src) > ownZstdMax {
+	if len(src) > ownZstdMax || c.text == nil && c.mixed == nil && c.binary == nil && c.random == nil {
 		return c.enc.EncodeAll(src, dst), nil
 	}
-	var params *zstdenc.Params
-	switch {
-	case c.plan == zstdPlan{}:
-	case zstdenc.HighEntropy(src):
-		params = c.plan.random
-	default:
-		switch t := textShare(src); {
-		case t >= 80:
-			params = c.plan.text
-		case t >= 50:
-			params = c.plan.mixed
-		default:
-			params = c.plan.binary
-		}
+	// One count of the byte values serves both checks.
+	var h [256]uint32
+	for _, b := range src {
+		h[b]++
 	}
-	if params == nil {
+	var p *encoders
+	switch t := textShareCounts(&h, len(src)); {
+	case zstdenc.HighEntropyCounts(&h, len(src)):
+		p = c.random
+	case t >= 80:
+		p = c.text
+	case t >= 50:
+		p = c.mixed
+	default:
+		p = c.binary
+	}
+	if p == nil {
 		return c.enc.EncodeAll(src, dst), nil
 	}
-	pool := c.idle[*params]
-	var e *zstdenc.Encoder
-	select {
-	case e = <-pool:
-	default:
-		e = zstdenc.NewEncoder(*params)
-	}
-	dst = e.Compress(dst, src)
-	select {
-	case pool <- e:
-	default: // enough idle encoders: let this one go
-	}
-	return dst, nil
+	return p.compress(dst, src), nil
 }
 
 // zstdSlack is the spare output capacity the zstd decoder needs past the

@@ -200,19 +200,25 @@ func appendFrameHeader(dst []byte, n int) []byte {
 // entropy of at least 7 bits per byte), data on which an optimal parser
 // wins almost nothing over a fast one.
 func HighEntropy(b []byte) bool {
-	if len(b) < 1024 {
-		return false
-	}
 	var h [256]uint32
 	for _, c := range b {
 		h[c]++
 	}
-	n := float64(len(b))
+	return HighEntropyCounts(&h, len(b))
+}
+
+// HighEntropyCounts is HighEntropy for n bytes whose byte values occur
+// h[v] times each, for callers that count them for more than this.
+func HighEntropyCounts(h *[256]uint32, n int) bool {
+	if n < 1024 {
+		return false
+	}
+	fn := float64(n)
 	bits := 0.0
 	for _, c := range h {
 		if c > 0 {
-			bits -= float64(c) * math.Log2(float64(c)/n)
+			bits -= float64(c) * math.Log2(float64(c)/fn)
 		}
 	}
-	return bits >= 7*n
+	return bits >= 7*fn
 }
