@@ -33,5 +33,9 @@ test: deps vet
 bench: deps build
 	@sh scripts/bench.sh
 
+# Every fuzz target for FUZZTIME each (default 30s).
+fuzz: deps
+	@sh scripts/fuzz.sh
+
 clean:
 	rm -rf bin
