@@ -21,6 +21,12 @@
 #   SECTIONS="view squashfs erofs"       the sections to run (default: all)
 #   REPEAT=3 scripts/bench-fuse.sh      measure each 3 times, keep the best
 #                                       (a busy machine slows round trips)
+#   INTERLEAVE=7 scripts/bench-fuse.sh  also time the cold reads of each
+#                                       image mount and its reference in
+#                                       turn, 7 times each, both mounted at
+#                                       once, and compare the medians: a
+#                                       drifting machine (a VM's disk cache)
+#                                       then favours neither
 # Needs root and /dev/fuse.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -145,6 +151,38 @@ mounted() {
 	umount "$m"
 }
 
+# median X...: the median of the numbers given.
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+# interleave FUNC KEY DIR REF REFDIR: with both mounted, times FUNC cold
+# over DIR and REFDIR in turn, INTERLEAVE times each, and prints the
+# medians and their ratio (REF median / KEY median).
+interleave() {
+	local f=$1 key=$2 dir=$3 ref=$4 rdir=$5 i a=() b=()
+	for ((i = 0; i < INTERLEAVE; i++)); do
+		drop
+		a+=("$(timeit "$f" "$dir")")
+		drop
+		b+=("$(timeit "$f" "$rdir")")
+	done
+	printf '  %-24s %s cold, %d runs in turn: median %ss, %s median %ss, ratio %.2f\n' "$key" "$f" "$INTERLEAVE" \
+		"$(median "${a[@]}")" "$ref" "$(median "${b[@]}")" "$(echo "$(median "${b[@]}") / $(median "${a[@]}")" | bc -l)"
+}
+# interleaved KEY CMD REF REFCMD IMAGE: mounts IMAGE with both and
+# interleaves their cold reads (see interleave).
+interleaved() {
+	local key=$1 cmd=$2 ref=$3 rcmd=$4 img=$5 a b f
+	[ -n "${INTERLEAVE:-}" ] || return 0
+	a=$(mnt "$key.i")
+	b=$(mnt "$ref.i")
+	$cmd "$img" "$a"
+	$rcmd "$img" "$b"
+	for f in readall readbig; do
+		interleave $f "$key" "$a" "$ref" "$b"
+	done
+	umount "$a"
+	umount "$b"
+}
+
 sections=${SECTIONS:-view squashfs erofs}
 if [[ " $sections " == *" view "* ]]; then
 echo "== closure view (closurefs mount) vs the native store"
@@ -174,6 +212,7 @@ mounted sq-squashfuse $sqfuse "$sq"
 mounted sq-kernel mount -t squashfs -o ro,loop "$sq"
 ratios sq-squashfuse sq-closurefs
 ratios sq-kernel sq-closurefs
+interleaved sq-closurefs "$cf mount-image --background" sq-squashfuse $sqfuse "$sq"
 echo
 fi
 
@@ -186,6 +225,7 @@ mounted er-closurefs "$cf" mount-image --background "$er"
 if command -v erofsfuse >/dev/null; then
 	mounted er-erofsfuse erofsfuse "$er"
 	ratios er-erofsfuse er-closurefs
+	interleaved er-closurefs "$cf mount-image --background" er-erofsfuse erofsfuse "$er"
 else
 	echo "  erofsfuse: not installed, skipped"
 fi
