@@ -68,7 +68,7 @@ run() {
 	S[$name]=$(stat -c %s "$img")
 	printf "  %-22s %8.2f s wall %8.2f s cpu  %6d MiB RSS  %12d bytes\n" "$name" "${T[$name]}" "${C[$name]}" "${M[$name]}" "${S[$name]}"
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", a / b }'; }
 
 for c in $COMPS; do
 	echo "== $c"

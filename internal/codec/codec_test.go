@@ -29,6 +29,13 @@ func samples() map[string][]byte {
 		bin = binary.LittleEndian.AppendUint32(bin, uint32(i*i%7919))
 		bin = append(bin, 0x48, 0x89, byte(i%5), 0, 0xc3)
 	}
+	// Binary with little variety (under 4 bits per byte): a table of
+	// small counters padded with zeros.
+	var sparse []byte
+	for i := 0; len(sparse) < 100000; i++ {
+		sparse = binary.LittleEndian.AppendUint64(sparse, uint64(i%3000))
+		sparse = append(sparse, make([]byte, 8)...)
+	}
 	// About 65% text: strings between binary fields, like a .mo file.
 	var mixed []byte
 	for i := 0; len(mixed) < 100000; i++ {
@@ -56,6 +63,7 @@ func samples() map[string][]byte {
 		"random": random,
 		"text":   text,
 		"binary": bin,
+		"sparse": sparse,
 		"mixed":  mixed,
 		"short":  []byte("hello, world"),
 	}
@@ -162,25 +170,35 @@ func TestZstdIsStandard(t *testing.T) {
 func TestZstdPerBlock(t *testing.T) {
 	in := samples()
 	kinds := []struct {
-		name  string
-		share int // textShare within [share, share+10)
+		name   string
+		share  int     // textShare within [share, share+10)
+		lo, hi float64 // entropy in bits per byte within [lo, hi)
 	}{
-		{"binary", 10}, {"mixed", 60}, {"prose", 100}, {"packed", 30},
+		{"binary", 10, richBits, 7}, {"sparse", 0, 0, richBits}, {"mixed", 60, 0, 7},
+		{"prose", 100, 0, 7}, {"packed", 30, 7, 8},
 	}
 	// want[level][kind]: the parameters expected, nil for klauspost.
 	want := map[int]map[string]*zstdenc.Params{
 		9:  {},
-		10: {"binary": &lazyParams, "mixed": &rowsParams, "packed": &lazyParams},
-		15: {"binary": &lazyParams, "mixed": &rowsParams, "packed": &lazyParams},
-		16: {"binary": &rowsParams, "mixed": &treeParams, "packed": &lazyParams},
-		17: {"binary": &treeParams, "mixed": &treeParams, "packed": &lazyParams},
-		18: {"binary": &treeParams, "mixed": &treeParams, "prose": &deepParams, "packed": &lazyParams},
-		19: {"binary": &bestParams, "mixed": &bestParams, "prose": &bestParams, "packed": &lazyParams},
-		22: {"binary": &bestParams, "mixed": &bestParams, "prose": &bestParams, "packed": &lazyParams},
+		10: {"binary": &lazyParams, "sparse": &lazyParams, "mixed": &rowsParams, "packed": &lazyParams},
+		14: {"binary": &lazyParams, "sparse": &lazyParams, "mixed": &rowsParams, "packed": &lazyParams},
+		15: {"binary": &prunedParams, "sparse": &lazyParams, "mixed": &rowsParams, "packed": &lazyParams},
+		16: {"binary": &rowsParams, "sparse": &rowsParams, "mixed": &treeParams, "packed": &lazyParams},
+		17: {"binary": &treeParams, "sparse": &treeParams, "mixed": &treeParams, "packed": &lazyParams},
+		18: {"binary": &treeParams, "sparse": &treeParams, "mixed": &treeParams, "prose": &deepParams, "packed": &lazyParams},
+		19: {"binary": &bestParams, "sparse": &bestParams, "mixed": &bestParams, "prose": &bestParams, "packed": &lazyParams},
+		22: {"binary": &bestParams, "sparse": &bestParams, "mixed": &bestParams, "prose": &bestParams, "packed": &lazyParams},
 	}
 	for _, k := range kinds {
 		if got := textShare(in[k.name]); got < k.share || got >= k.share+10 {
 			t.Errorf("%s: textShare %d%%, want %d-%d%%", k.name, got, k.share, k.share+9)
+		}
+		var h [256]uint32
+		for _, b := range in[k.name] {
+			h[b]++
+		}
+		if e := zstdenc.Entropy(&h, len(in[k.name])); e < k.lo || e >= k.hi {
+			t.Errorf("%s: entropy %.2f bits per byte, want %.1f-%.1f", k.name, e, k.lo, k.hi)
 		}
 	}
 	for level, plan := range want {

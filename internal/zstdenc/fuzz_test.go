@@ -8,8 +8,8 @@ import (
 )
 
 // FuzzRoundTrip compresses arbitrary data (repeated to reach multi-block
-// sizes when it asks) with the one-pass (level 15) and the two-pass
-// parser and checks that klauspost's decoder returns it.
+// sizes when it asks) with the lazy (level 15), the two-pass and the
+// pruned one-pass parser and checks that klauspost's decoder returns it.
 func FuzzRoundTrip(f *testing.F) {
 	f.Add([]byte{}, uint8(0))
 	f.Add([]byte("a"), uint8(0))
@@ -20,7 +20,7 @@ func FuzzRoundTrip(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	encs := []*Encoder{NewEncoder(LevelParams(15)), NewEncoder(DefaultParams)}
+	encs := []*Encoder{NewEncoder(LevelParams(15)), NewEncoder(DefaultParams), NewEncoder(prunedParams)}
 	f.Fuzz(func(t *testing.T, data []byte, rep uint8) {
 		in := data
 		if rep > 0 && len(data) > 0 {

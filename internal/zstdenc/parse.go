@@ -529,12 +529,14 @@ func (e *Encoder) optimal(src []byte, start, end int, reps [3]uint32, live bool)
 	e.reps = e.reps[:n+1]
 	skipUntil := start
 	var ms []match
+	cheap := false
 	for i := 0; i < n; i++ {
 		if live {
 			p := start + i
 			e.matches = e.matches[:0]
 			skip := p < skipUntil
-			if best := e.search(src, p, skip); best >= e.p.Nice {
+			cheap = !skip && e.p.Prune > 0 && nodes[i+1].price <= nodes[i].price+int32(e.p.Prune)
+			if best := e.search(src, p, skip || cheap); best >= e.p.Nice {
 				skipUntil = p + best
 			}
 			if skip {
@@ -564,6 +566,9 @@ func (e *Encoder) optimal(src []byte, start, end int, reps [3]uint32, live bool)
 		}
 		if lp := base + pr.lit[src[abs]] + inc; lp < nodes[i+1].price {
 			nodes[i+1] = node{price: lp, litLen: ll + 1}
+		}
+		if cheap {
+			continue
 		}
 		a := src[abs:end]
 		ll0 := ll == 0

@@ -59,6 +59,14 @@ type Params struct {
 	// gain, unless one of the next two positions offers a clearly better
 	// one. Passes, Tail, LitFlat, Predefined and Greedy do not apply.
 	Lazy bool
+	// Prune, if not 0, makes the one-pass parser (Passes 1) skip the
+	// match search at positions whose successor is already reached for
+	// at most Prune/256 bits more than the position itself: a match
+	// from there rarely beats one from the successor. The positions are
+	// still added to the match finder. C zstd's btopt does so at 128
+	// (half a bit); measured on binary blocks, about a fifth less CPU
+	// time for 0.3% larger output.
+	Prune int
 }
 
 // DefaultParams are the parameters of level 19.
@@ -210,8 +218,14 @@ func HighEntropy(b []byte) bool {
 // HighEntropyCounts is HighEntropy for n bytes whose byte values occur
 // h[v] times each, for callers that count them for more than this.
 func HighEntropyCounts(h *[256]uint32, n int) bool {
-	if n < 1024 {
-		return false
+	return n >= 1024 && Entropy(h, n) >= 7
+}
+
+// Entropy returns the order-0 entropy in bits per byte of n bytes whose
+// byte values occur h[v] times each.
+func Entropy(h *[256]uint32, n int) float64 {
+	if n == 0 {
+		return 0
 	}
 	fn := float64(n)
 	bits := 0.0
@@ -220,5 +234,5 @@ func HighEntropyCounts(h *[256]uint32, n int) bool {
 			bits -= float64(c) * math.Log2(float64(c)/fn)
 		}
 	}
-	return bits >= 7*fn
+	return bits / fn
 }

@@ -87,16 +87,48 @@ func decodeGo(t testing.TB, frame []byte, size int) []byte {
 	return out
 }
 
+// prunedParams is a one-pass parse over rows with pruned searches, as
+// the codec uses for zstd level 15's binary blocks of code and data.
+var prunedParams = Params{Nice: 16, Passes: 1, Tail: 8, Rows: 8, LitFlat: 48, Prune: 128}
+
 func TestRoundTrip(t *testing.T) {
 	cli, _ := exec.LookPath("zstd")
-	for _, level := range []int{15, 19} {
-		e := NewEncoder(LevelParams(level))
+	for _, enc := range []struct {
+		name string
+		p    Params
+	}{
+		{"level15", LevelParams(15)},
+		{"level19", LevelParams(19)},
+		{"pruned", prunedParams},
+	} {
+		e := NewEncoder(enc.p)
 		for name, in := range inputs(t) {
-			roundTrip(t, fmt.Sprintf("level%d/%s", level, name), e, cli, in)
+			roundTrip(t, enc.name+"/"+name, e, cli, in)
 		}
 	}
 	if cli == "" {
 		t.Log("zstd CLI not found: C decoder oracle skipped")
+	}
+}
+
+// TestPrune: pruning changes the parse of inputs with many matches
+// (fewer searches), and the output stays within 2% of the full parse's.
+func TestPrune(t *testing.T) {
+	full := prunedParams
+	full.Prune = 0
+	ef, ep := NewEncoder(full), NewEncoder(prunedParams)
+	changed := 0
+	for name, in := range inputs(t) {
+		a, b := ef.Compress(nil, in), ep.Compress(nil, in)
+		if !bytes.Equal(a, b) {
+			changed++
+		}
+		if len(in) > 1000 && float64(len(b)) > 1.02*float64(len(a)) {
+			t.Errorf("%s: pruned %d bytes, full parse %d", name, len(b), len(a))
+		}
+	}
+	if changed == 0 {
+		t.Error("Prune changed no output")
 	}
 }
 
