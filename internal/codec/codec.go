@@ -231,6 +231,8 @@ type zstdCodec struct {
 	// The encoders of each kind of block (see zstdPlan); nil for
 	// klauspost/compress. Kinds with the same parameters share one.
 	text, mixed, binary, rich, random *encoders
+	// own: some kind of block goes to internal/zstdenc at this level.
+	own bool
 }
 
 // encoders holds idle zstdenc encoders of one parameter set. A bounded
@@ -293,7 +295,7 @@ func newZstd(level int) (Codec, error) {
 	if plan.rich == nil {
 		plan.rich = plan.binary
 	}
-	return &zstdCodec{level: level, enc: enc, dec: dec,
+	return &zstdCodec{level: level, enc: enc, dec: dec, own: plan != zstdPlan{},
 		text: pool(plan.text), mixed: pool(plan.mixed), binary: pool(plan.binary), rich: pool(plan.rich), random: pool(plan.random)}, nil
 }
 
@@ -334,7 +336,7 @@ var (
 	// position is already reached for at most half a bit more (as C
 	// zstd's btopt); on binary blocks of code and data a fifth less CPU
 	// time than rowsParams for 0.3% larger output.
-	prunedParams = zstdenc.Params{Nice: 16, Passes: 1, Tail: 8, Rows: 8, LitFlat: 48, Prune: 128}
+	prunedParams = withPrune(rowsParams, 128)
 	// treeParams: one optimal pass over a shallow binary tree, which
 	// finds the long matches rows miss: another 2-3% smaller than
 	// rowsParams at about 1.5 times its CPU time.
@@ -347,6 +349,12 @@ var (
 	// about 4 times klauspost best's CPU time.
 	bestParams = zstdenc.LevelParams(19)
 )
+
+// withPrune returns p with Prune set to prune.
+func withPrune(p zstdenc.Params, prune int) zstdenc.Params {
+	p.Prune = prune
+	return p
+}
 
 // zstdPlanFor returns the plan of a level. Below 10 klauspost/compress
 // compresses every block. Levels 10-14 are the fastest of ours: on the
@@ -401,23 +409,24 @@ func textShareCounts(h *[256]uint32, n int) int {
 func (c *zstdCodec) Name() string { return "zstd" }
 func (c *zstdCodec) Level() int   { return c.level }
 func (c *zstdCodec) Compress(dst, src []byte) ([]byte, error) {
-	if len(src) > ownZstdMax || c.text == nil && c.mixed == nil && c.binary == nil && c.random == nil {
+	if len(src) > ownZstdMax || !c.own {
 		return c.enc.EncodeAll(src, dst), nil
 	}
-	// One count of the byte values serves both checks.
+	// One count of the byte values serves every check.
 	var h [256]uint32
 	for _, b := range src {
 		h[b]++
 	}
+	bits := zstdenc.Entropy(&h, len(src))
 	var p *encoders
 	switch t := textShareCounts(&h, len(src)); {
-	case zstdenc.HighEntropyCounts(&h, len(src)):
+	case zstdenc.HighEntropyBits(bits, len(src)):
 		p = c.random
 	case t >= 80:
 		p = c.text
 	case t >= 50:
 		p = c.mixed
-	case zstdenc.Entropy(&h, len(src)) >= richBits:
+	case bits >= richBits:
 		p = c.rich
 	default:
 		p = c.binary

@@ -212,13 +212,14 @@ func HighEntropy(b []byte) bool {
 	for _, c := range b {
 		h[c]++
 	}
-	return HighEntropyCounts(&h, len(b))
+	return HighEntropyBits(Entropy(&h, len(b)), len(b))
 }
 
-// HighEntropyCounts is HighEntropy for n bytes whose byte values occur
-// h[v] times each, for callers that count them for more than this.
-func HighEntropyCounts(h *[256]uint32, n int) bool {
-	return n >= 1024 && Entropy(h, n) >= 7
+// HighEntropyBits is HighEntropy for n bytes of the given order-0
+// entropy (see Entropy), for callers that need the entropy for more
+// than this.
+func HighEntropyBits(bits float64, n int) bool {
+	return n >= 1024 && bits >= 7
 }
 
 // Entropy returns the order-0 entropy in bits per byte of n bytes whose
