@@ -11,7 +11,10 @@
 # For each: a full-tree read (cat every file), a read of the 20 largest
 # files (the data path, few opens) and a metadata walk (find -printf with
 # lstat of every entry), cold (echo 3 > drop_caches before the
-# run) and warm (the same run again). Prints seconds, the CPU time the
+# run) and warm (the same run again). The closure view also times its
+# data path alone (the largest files with dentries and inodes cached, cold
+# and warm) and a small file's open, read and close one at a time: the two
+# costs a full-tree read mixes. Prints seconds, the CPU time the
 # FUSE daemon used (a figure a busy machine disturbs less than wall time)
 # and the ratio reference time / closurefs time (above 1: closurefs is
 # faster).
@@ -78,6 +81,14 @@ readbig() { (cd "$1" && cat "${bigfiles[@]}" >/dev/null); }
 readall() { (cd "$1" && find "${names[@]}" -type f -print0 | xargs -0 -n 256 -P 4 cat >/dev/null); }
 walk() { (cd "$1" && find "${names[@]}" -printf '%s %m %n %i %l\n' >/dev/null); }
 drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+# The closure view's two costs apart: its data path (the 20 largest files
+# with the page cache dropped but dentries and inodes kept, and five
+# passes over them warm), and the price of one open (a single cat over
+# 2000 small files, warm).
+mapfile -t smallfiles < <(cd /nix/store && find "${names[@]}" -type f -size -8k | head -2000)
+dropdata() { sync; echo 1 >/proc/sys/vm/drop_caches; }
+readbig5() { (cd "$1" && cat "${bigfiles[@]}" "${bigfiles[@]}" "${bigfiles[@]}" "${bigfiles[@]}" "${bigfiles[@]}" >/dev/null); }
+opensmall() { (cd "$1" && cat "${smallfiles[@]}" >/dev/null); }
 
 declare -A T C
 # dcpu: CPU seconds (user+system) the daemon serving the mount under
@@ -115,6 +126,13 @@ measure() {
 		drop
 		run "$key.big.cold" readbig "$dir"
 		run "$key.big.warm" readbig "$dir"
+		if [ -n "${SPLIT:-}" ]; then
+			dropdata
+			run "$key.data.cold" readbig "$dir"
+			run "$key.data.warm" readbig5 "$dir"
+			opensmall "$dir"
+			run "$key.open" opensmall "$dir"
+		fi
 	done
 	printf '  %-24s read cold %7ss warm %7ss  big cold %7ss warm %7ss  walk cold %7ss warm %7ss\n' "$key" \
 		"${T[$key.read.cold]}" "${T[$key.read.warm]}" "${T[$key.big.cold]}" "${T[$key.big.warm]}" "${T[$key.walk.cold]}" "${T[$key.walk.warm]}"
@@ -124,6 +142,10 @@ measure() {
 		done
 		printf '  %-24s daemon CPU:%s\n' "" "$line"
 	fi
+	if [ -n "${SPLIT:-}" ]; then
+		printf '  %-24s data path: cold %ss, warm %ss (5 passes); one small file: %.0f us (open, read, close; %d files, one cat)\n' "" \
+			"${T[$key.data.cold]}" "${T[$key.data.warm]}" "$(echo "${T[$key.open]} * 1000000 / ${#smallfiles[@]}" | bc -l)" "${#smallfiles[@]}"
+	fi
 }
 # ratios REF KEY: reference time / closurefs time for every measurement.
 ratios() {
@@ -131,6 +153,11 @@ ratios() {
 	for m in read.cold read.warm big.cold big.warm walk.cold walk.warm; do
 		line+=$(printf ' %s %6.2f' "$m" "$(echo "${T[$ref.$m]} / ${T[$key.$m]}" | bc -l)")
 	done
+	if [ -n "${SPLIT:-}" ]; then
+		for m in data.cold data.warm open; do
+			line+=$(printf ' %s %6.2f' "$m" "$(echo "${T[$ref.$m]} / ${T[$key.$m]}" | bc -l)")
+		done
+	fi
 	printf '  %-24s vs %-16s%s\n' "$key" "$ref" "$line"
 }
 mnt() {
@@ -186,6 +213,7 @@ interleaved() {
 sections=${SECTIONS:-view squashfs erofs}
 if [[ " $sections " == *" view "* ]]; then
 echo "== closure view (closurefs mount) vs the native store"
+SPLIT=1
 measure native /nix/store
 mounted view-passthrough "$cf" mount --background --log "$work/view-pt.log" "$root"
 grep -o 'file reads: [^;]*' "$work/view-pt.log" | sed 's/^/  /'
@@ -195,8 +223,10 @@ ratios native view-passthrough
 ratios native view-plain
 ratios native view-kernel-cache
 echo "  (ratio native/closurefs: 1.00 = native speed; target >= 0.90 for passthrough reads;"
-echo "   --kernel-cache opens files without the daemon and reads through the mount's page cache)"
+echo "   --kernel-cache opens files without the daemon and reads through the mount's page cache;"
+echo "   data: the data path alone, with dentries and inodes cached; open: a small file's open, read and close, one at a time)"
 echo
+SPLIT=
 fi
 
 if [[ " $sections " == *" squashfs "* ]]; then
