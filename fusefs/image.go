@@ -264,12 +264,12 @@ func (n *imageNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, o
 		return nil, errno
 	}
 	if off >= int64(n.attr.Size) {
-		return fuse.ReadResultData(nil), 0
+		return dataResult(nil), 0
 	}
 	if rest := int64(n.attr.Size) - off; int64(len(dest)) > rest {
 		dest = dest[:rest]
 	}
-	if r := n.root; r.file != nil && len(dest) >= spliceMin {
+	if r := n.root; r.file != nil && len(dest) >= spliceMin && len(dest) <= spliceMax() {
 		if s, ok := ra.(image.StoredRanger); ok {
 			if pa, k, ok := s.StoredAt(off, len(dest)); ok && k == len(dest) {
 				return fuse.ReadResultFd(r.file.Fd(), pa, k), 0
@@ -280,7 +280,7 @@ func (n *imageNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, o
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, toErrno(err)
 	}
-	return fuse.ReadResultData(dest[:k]), 0
+	return dataResult(dest[:k]), 0
 }
 
 // OpendirHandle opens a directory for a streamed listing.

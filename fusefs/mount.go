@@ -13,6 +13,7 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/hanwen/go-fuse/v2/splice"
 	"golang.org/x/sys/unix"
 )
 
@@ -96,6 +97,24 @@ func Mount(mountpoint string, root gofs.InodeEmbedder, rootAttr *gofs.StableAttr
 		o.Logger.Printf("readahead stays at the kernel's default: %v", err)
 	}
 	return server, nil
+}
+
+// spliceMax is the largest read go-fuse can answer by splicing: it
+// sends the reply through a pipe that must hold the reply's header, the
+// data and one more page, and it grows pipes no further than
+// /proc/sys/fs/pipe-max-size (1 MiB by default). A larger splice fails,
+// and go-fuse logs the failure and copies instead: one log line for every
+// 1 MiB read of a file read front to back.
+func spliceMax() int {
+	return splice.MaxPipeSize() - 2*os.Getpagesize()
+}
+
+// dataResult answers a read with bytes in memory. go-fuse writes a
+// vector result to /dev/fuse at once, where it would first try to splice
+// a fuse.ReadResultData, growing a pipe for it and failing (and logging
+// the failure, see spliceMax) for the largest reads.
+func dataResult(b []byte) fuse.ReadResult {
+	return fuse.ReadResultVector([][]byte{b})
 }
 
 // raiseReadahead sets the readahead of the mount on mountpoint to at

@@ -563,9 +563,17 @@ type ptFile struct{ roFile }
 // PassthroughFd hands the file to the kernel.
 func (f *ptFile) PassthroughFd() (int, bool) { return f.fd, true }
 
-// Read reads by splicing from the file where possible.
+// Read reads by splicing from the file where the reply fits a pipe, and
+// by copying otherwise.
 func (f *roFile) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	return fuse.ReadResultFd(uintptr(f.fd), off, len(dest)), 0
+	if len(dest) <= spliceMax() {
+		return fuse.ReadResultFd(uintptr(f.fd), off, len(dest)), 0
+	}
+	k, err := syscall.Pread(f.fd, dest, off)
+	if err != nil {
+		return nil, gofs.ToErrno(err)
+	}
+	return dataResult(dest[:k]), 0
 }
 
 // Getattr fstats the open file.
@@ -634,7 +642,7 @@ func (n *storeNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, o
 	if err != nil {
 		return nil, gofs.ToErrno(err)
 	}
-	return fuse.ReadResultData(dest[:k]), 0
+	return dataResult(dest[:k]), 0
 }
 
 // Flush: nothing to flush; ENOSYS stops the kernel from sending FLUSH on
