@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -311,4 +312,45 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestSpareProcs checks that a SpareProcs mount leaves the process with
+// procsPerReader processors per request reader, and none changed where
+// GOMAXPROCS is set in the environment; the mount serves files either way.
+func TestSpareProcs(t *testing.T) {
+	needFUSE(t)
+	src := t.TempDir()
+	makeTree(t, src, 10)
+	readers := min(max(runtime.NumCPU(), 2), 16)
+	for _, tc := range []struct {
+		name string
+		env  string // GOMAXPROCS in the environment, "" for unset
+		want func(before int) int
+	}{
+		{"default", "", func(int) int { return max(procsPerReader*readers, runtime.NumCPU()) }},
+		{"environment", "3", func(before int) int { return before }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := runtime.GOMAXPROCS(0)
+			defer runtime.GOMAXPROCS(before)
+			t.Setenv("GOMAXPROCS", tc.env)
+			if tc.env == "" {
+				os.Unsetenv("GOMAXPROCS")
+			}
+			root, err := NewImageRoot(dirXattrFS{os.DirFS(src).(image.FS), src}, 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mnt := t.TempDir()
+			server, err := Mount(mnt, root, root.StableAttr(), MountOptions{FsName: src, SpareProcs: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer server.Unmount()
+			if got, want := runtime.GOMAXPROCS(0), tc.want(before); got != want {
+				t.Errorf("GOMAXPROCS after the mount: %d, want %d", got, want)
+			}
+			treetest.Compare(t, mnt, src, treetest.Options{})
+		})
+	}
 }

@@ -182,7 +182,7 @@ ready.`,
 					root.SpliceFrom(opened.file)
 					abs, _ := filepath.Abs(img)
 					server, err := fusefs.Mount(mnt, root, root.StableAttr(), fusefs.MountOptions{
-						FsName: abs, AllowOther: d.allowOther, Debug: d.debug, Logger: logger, CachedDirs: true,
+						FsName: abs, AllowOther: d.allowOther, Debug: d.debug, Logger: logger, CachedDirs: true, SpareProcs: true,
 					})
 					if err != nil {
 						return err
@@ -255,7 +255,7 @@ store paths are served from that directory (e.g. a chroot store's).`,
 					}
 					defer v.Close()
 					server, err := fusefs.Mount(mnt, v.Root(), v.RootStableAttr(), fusefs.MountOptions{
-						FsName: "closurefs:" + sf.storeDir, AllowOther: d.allowOther, Debug: d.debug, Logger: logger, CachedDirs: true,
+						FsName: "closurefs:" + sf.storeDir, AllowOther: d.allowOther, Debug: d.debug, Logger: logger, CachedDirs: true, SpareProcs: true,
 					})
 					if err != nil {
 						return err
