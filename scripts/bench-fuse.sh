@@ -14,10 +14,10 @@
 # run) and warm (the same run again). The closure view also times its
 # data path alone (the largest files with dentries and inodes cached, cold
 # and warm) and a small file's open, read and close one at a time: the two
-# costs a full-tree read mixes. Prints seconds, the CPU time the
-# FUSE daemon used (a figure a busy machine disturbs less than wall time)
-# and the ratio reference time / closurefs time (above 1: closurefs is
-# faster).
+# costs a full-tree read mixes. Prints seconds, the CPU time the FUSE
+# daemon used (a figure a busy machine disturbs less than wall time), its
+# peak resident memory over all the runs, and the ratio reference time /
+# closurefs time (above 1: closurefs is faster).
 #
 #   scripts/bench-fuse.sh [ROOT]        (default: the bench fixture's root)
 #   STRESS=30s scripts/bench-fuse.sh    also run the FUSE stress tests for 30s
@@ -140,7 +140,7 @@ measure() {
 		for m in read.cold read.warm big.cold big.warm walk.cold walk.warm; do
 			line+=$(printf ' %s %5ss' "$m" "${C[$key.$m]}")
 		done
-		printf '  %-24s daemon CPU:%s\n' "" "$line"
+		printf '  %-24s daemon CPU:%s; peak RSS %s\n' "" "$line" "$(awk '/VmHWM/ {printf "%.0f MiB", $2 / 1024}' "/proc/$DPID/status")"
 	fi
 	if [ -n "${SPLIT:-}" ]; then
 		printf '  %-24s data path: cold %ss, warm %ss (5 passes); one small file: %.0f us (open, read, close; %d files, one cat)\n' "" \
