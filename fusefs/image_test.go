@@ -321,13 +321,12 @@ func TestSpareProcs(t *testing.T) {
 	needFUSE(t)
 	src := t.TempDir()
 	makeTree(t, src, 10)
-	readers := min(max(runtime.NumCPU(), 2), 16)
 	for _, tc := range []struct {
 		name string
 		env  string // GOMAXPROCS in the environment, "" for unset
 		want func(before int) int
 	}{
-		{"default", "", func(int) int { return max(procsPerReader*readers, runtime.NumCPU()) }},
+		{"default", "", func(int) int { return spareProcs(fuseReaders()) }},
 		{"environment", "3", func(before int) int { return before }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -89,8 +89,9 @@ func Mount(mountpoint string, root gofs.InodeEmbedder, rootAttr *gofs.StableAttr
 		raw = &cachedDirs{RawFileSystem: raw}
 	}
 	if o.SpareProcs && os.Getenv("GOMAXPROCS") == "" {
-		readers := spareProcs()
-		defer runtime.GOMAXPROCS(max(procsPerReader*readers, runtime.NumCPU()))
+		readers := fuseReaders()
+		runtime.GOMAXPROCS(readers) // go-fuse starts one reader per P
+		defer runtime.GOMAXPROCS(spareProcs(readers))
 	}
 	server, err := fuse.NewServer(raw, mountpoint, &opts.MountOptions)
 	if err != nil {
@@ -131,12 +132,16 @@ func dataResult(b []byte) fuse.ReadResult {
 // for each of its request readers.
 const procsPerReader = 4
 
-// spareProcs sets GOMAXPROCS to the number of request readers a server
-// made next will start, and returns it; the caller raises GOMAXPROCS to
-// procsPerReader times that once the server is made.
+// fuseReaders is how many request readers a SpareProcs mount's server
+// starts: go-fuse starts one per processor (P), 2 to 16, so Mount sets
+// GOMAXPROCS to this before it makes the server.
+func fuseReaders() int { return min(max(runtime.NumCPU(), 2), 16) }
+
+// spareProcs is the GOMAXPROCS a SpareProcs mount with the given number
+// of request readers runs with once its server is made.
 //
-// go-fuse starts one reader per processor (P), 2 to 16, and each reader
-// waits in read(2) on /dev/fuse with its P in the system call state. With
+// Each reader waits in read(2) on /dev/fuse with its P in the system
+// call state. With
 // no more Ps than readers no P is ever idle, so the scheduler's monitor
 // takes a waiting reader's P away after 20 µs, hands it to another thread
 // that finds nothing to do, and keeps polling at its fastest rate: in
@@ -150,11 +155,7 @@ const procsPerReader = 4
 // against 9.69 s (four runs each). 2 Ps per reader gained about half as
 // much, 16 no more than 4. More readers instead (a larger GOMAXPROCS
 // before the server is made) cost more CPU than they saved.
-func spareProcs() int {
-	readers := min(max(runtime.NumCPU(), 2), 16)
-	runtime.GOMAXPROCS(readers)
-	return readers
-}
+func spareProcs(readers int) int { return max(procsPerReader*readers, runtime.NumCPU()) }
 
 // raiseReadahead sets the readahead of the mount on mountpoint to at
 // least n bytes. The kernel offers a FUSE file system at most its default

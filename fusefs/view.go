@@ -569,7 +569,12 @@ func (f *roFile) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 	if len(dest) <= spliceMax() {
 		return fuse.ReadResultFd(uintptr(f.fd), off, len(dest)), 0
 	}
-	k, err := syscall.Pread(f.fd, dest, off)
+	return preadResult(f.fd, dest, off)
+}
+
+// preadResult answers a read of fd at off with a copy into dest.
+func preadResult(fd int, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	k, err := syscall.Pread(fd, dest, off)
 	if err != nil {
 		return nil, gofs.ToErrno(err)
 	}
@@ -638,11 +643,7 @@ func (n *storeNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, o
 		return nil, gofs.ToErrno(err)
 	}
 	defer syscall.Close(fd)
-	k, err := syscall.Pread(fd, dest, off)
-	if err != nil {
-		return nil, gofs.ToErrno(err)
-	}
-	return dataResult(dest[:k]), 0
+	return preadResult(fd, dest, off)
 }
 
 // Flush: nothing to flush; ENOSYS stops the kernel from sending FLUSH on

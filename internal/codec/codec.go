@@ -312,7 +312,7 @@ type zstdPlan struct {
 	// zeros and padding, where an optimal parser gains the most over a
 	// lazy one. nil: binary takes them.
 	rich   *zstdenc.Params
-	random *zstdenc.Params // near-random data (compressed files; see zstdenc.HighEntropy)
+	random *zstdenc.Params // near-random data (compressed files; see zstdenc.HighEntropyBits)
 }
 
 // richBits is the order-0 entropy (bits per byte) from which a binary
@@ -383,18 +383,9 @@ func zstdPlanFor(level int) zstdPlan {
 	}
 }
 
-// textShare returns the share of b's bytes that are printable ASCII,
-// tabs or newlines, in percent.
-func textShare(b []byte) int {
-	var h [256]uint32
-	for _, c := range b {
-		h[c]++
-	}
-	return textShareCounts(&h, len(b))
-}
-
-// textShareCounts is textShare for n bytes whose byte values occur h[v]
-// times each.
+// textShareCounts returns the share of n bytes that are printable
+// ASCII, tabs or newlines, in percent, where byte value v occurs h[v]
+// times.
 func textShareCounts(h *[256]uint32, n int) int {
 	if n == 0 {
 		return 100

@@ -204,20 +204,9 @@ func appendFrameHeader(dst []byte, n int) []byte {
 	}
 }
 
-// HighEntropy reports whether the bytes of b look random (order-0
-// entropy of at least 7 bits per byte), data on which an optimal parser
-// wins almost nothing over a fast one.
-func HighEntropy(b []byte) bool {
-	var h [256]uint32
-	for _, c := range b {
-		h[c]++
-	}
-	return HighEntropyBits(Entropy(&h, len(b)), len(b))
-}
-
-// HighEntropyBits is HighEntropy for n bytes of the given order-0
-// entropy (see Entropy), for callers that need the entropy for more
-// than this.
+// HighEntropyBits reports whether n bytes of the given order-0 entropy
+// (see Entropy) look random: at least 1 KiB of at least 7 bits per byte,
+// data on which an optimal parser wins almost nothing over a fast one.
 func HighEntropyBits(bits float64, n int) bool {
 	return n >= 1024 && bits >= 7
 }
