@@ -22,7 +22,9 @@ type jsonPathInfo struct {
 	NarHash    string    `json:"narHash"`
 	NarSize    *uint64   `json:"narSize"`
 	References *[]string `json:"references"`
-	Deriver    string    `json:"deriver,omitempty"`
+	// ClosureSize is written, not read: sources keep no closure sizes.
+	ClosureSize uint64 `json:"closureSize,omitempty"`
+	Deriver     string `json:"deriver,omitempty"`
 }
 
 // jsonClosure is the document WriteJSON writes.
@@ -35,13 +37,14 @@ type jsonClosure struct {
 // WriteJSON writes c as a JSON object with the keys storeDir, roots and
 // closure; closure is an array of path infos in the form exportReferencesGraph
 // gives them to structured-attrs builders (path, narHash as
-// "sha256:<nix-base32>", narSize, references, and deriver if known), so
-// ParseAttrs reads it back.
+// "sha256:<nix-base32>", narSize, references, closureSize), and deriver if
+// known, so ParseAttrs reads it back.
 func WriteJSON(w io.Writer, c *Closure) error {
 	doc := jsonClosure{StoreDir: c.StoreDir, Roots: c.Roots, Closure: make([]jsonPathInfo, len(c.Paths))}
 	if doc.Roots == nil {
 		doc.Roots = []string{}
 	}
+	sizes := c.ClosureSizes()
 	for i, p := range byBaseName(c) {
 		refs := sortedRefs(p.References)
 		if refs == nil {
@@ -49,7 +52,7 @@ func WriteJSON(w io.Writer, c *Closure) error {
 		}
 		size := p.NarSize
 		doc.Closure[i] = jsonPathInfo{Path: p.Path, NarHash: FormatHash(p.NarHash, HashBase32, true),
-			NarSize: &size, References: &refs, Deriver: p.Deriver}
+			NarSize: &size, References: &refs, ClosureSize: sizes[p.Path], Deriver: p.Deriver}
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

@@ -18,26 +18,38 @@ type Scanner struct {
 	// Candidates are the store paths that may be referred to. If nil, every
 	// entry of FS's root with a valid store path name is a candidate.
 	Candidates []string
+	// List, if set, names where Candidates came from (a store-paths
+	// file) and says they are a whole closure: a root that is not among
+	// them, or a path whose contents hold the hash part of a store path
+	// that FS has but the list lacks, is then an error naming the list.
+	List string
 	// Options controls parallelism and progress of the hashing.
 	Options HashOptions
 }
 
 // candidates returns hash part -> store path.
 func (s *Scanner) candidates() (map[string]string, error) {
-	m := make(map[string]string)
-	if s.Candidates != nil {
-		for _, p := range s.Candidates {
-			sp, err := ParseStorePath(s.StoreDir, p)
-			if err != nil {
-				return nil, err
-			}
-			if old, dup := m[sp.Hash]; dup && old != p {
-				return nil, fmt.Errorf("store paths %s and %s have the same hash part", old, p)
-			}
-			m[sp.Hash] = p
-		}
-		return m, nil
+	if s.Candidates == nil {
+		return s.storeEntries()
 	}
+	m := make(map[string]string)
+	for _, p := range s.Candidates {
+		sp, err := ParseStorePath(s.StoreDir, p)
+		if err != nil {
+			return nil, err
+		}
+		if old, dup := m[sp.Hash]; dup && old != p {
+			return nil, fmt.Errorf("store paths %s and %s have the same hash part", old, p)
+		}
+		m[sp.Hash] = p
+	}
+	return m, nil
+}
+
+// storeEntries returns hash part -> store path for every entry of FS's
+// root with a valid store path name.
+func (s *Scanner) storeEntries() (map[string]string, error) {
+	m := make(map[string]string)
 	ents, err := fs.ReadDir(s.FS, ".")
 	if err != nil {
 		return nil, fmt.Errorf("listing the store %s: %w", s.StoreDir, err)
@@ -77,6 +89,28 @@ func (s *Scanner) Resolve(roots []string) (*Closure, error) {
 			return nil, err
 		}
 	}
+	// inList holds the candidates of a whole-closure list; its scan also
+	// looks for the store's other paths, to report them.
+	var inList map[string]bool
+	if s.List != "" && s.Candidates != nil {
+		inList = make(map[string]bool, len(cands))
+		for _, p := range cands {
+			inList[p] = true
+		}
+		for _, r := range frontier {
+			if !inList[r] {
+				return nil, fmt.Errorf("%s is not in %s", r, s.List)
+			}
+		}
+		all, err := s.storeEntries()
+		if err != nil {
+			return nil, err
+		}
+		for h, p := range cands {
+			all[h] = p
+		}
+		cands = all
+	}
 	for len(frontier) > 0 {
 		level := make([]PathInfo, len(frontier))
 		errs := make([]error, len(frontier))
@@ -109,6 +143,14 @@ func (s *Scanner) Resolve(roots []string) (*Closure, error) {
 		var next []string
 		for i := range level {
 			infos[level[i].Path] = &level[i]
+			if inList == nil {
+				continue
+			}
+			for _, r := range level[i].References {
+				if !inList[r] {
+					return nil, fmt.Errorf("%s refers to %s, which is not in %s (a store-paths file must hold a whole closure)", level[i].Path, r, s.List)
+				}
+			}
 		}
 		for i := range level {
 			for _, r := range level[i].References {

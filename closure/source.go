@@ -197,3 +197,34 @@ func (h *Hasher) fill(c *Closure) error {
 	}
 	return nil
 }
+
+// ClosureSizes returns, for each path of c, the sum of the NAR sizes of
+// its closure within c (the closureSize of Nix's path info JSON).
+// References to paths outside c are not followed.
+func (c *Closure) ClosureSizes() map[string]uint64 {
+	index := make(map[string]int, len(c.Paths))
+	for i, p := range c.Paths {
+		index[p.Path] = i
+	}
+	sizes := make(map[string]uint64, len(c.Paths))
+	seen := make([]int, len(c.Paths)) // the walk (i+1) that last saw a path
+	var stack []int
+	for i := range c.Paths {
+		stack = append(stack[:0], i)
+		seen[i] = i + 1
+		var sum uint64
+		for len(stack) > 0 {
+			j := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			sum += c.Paths[j].NarSize
+			for _, r := range c.Paths[j].References {
+				if k, ok := index[r]; ok && seen[k] != i+1 {
+					seen[k] = i + 1
+					stack = append(stack, k)
+				}
+			}
+		}
+		sizes[c.Paths[i].Path] = sum
+	}
+	return sizes
+}

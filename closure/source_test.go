@@ -1,6 +1,7 @@
 package closure
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -110,5 +111,62 @@ func TestFollowLinksToStorePath(t *testing.T) {
 		if got != tc.want || (err == nil) != (tc.want != "") {
 			t.Errorf("FollowLinksToStorePath(%s) = %q, %v; want %q", tc.in, got, err, tc.want)
 		}
+	}
+}
+
+// TestScannerList checks a whole-closure list (a store-paths file): its
+// roots must be in it, and so must what its paths refer to.
+func TestScannerList(t *testing.T) {
+	store, top, mid, leaf, junk := fakeStore(t)
+	for _, tc := range []struct {
+		name       string
+		list       []string
+		roots      []string
+		paths, err string
+	}{
+		{"whole", []string{top, mid, leaf}, []string{mid}, "mid leaf", ""},
+		{"no roots", []string{top, mid, leaf}, nil, "top mid leaf", ""},
+		{"root missing", []string{mid, leaf}, []string{top}, "", top + " is not in sp"},
+		{"reference missing", []string{top, leaf}, []string{top}, "", top + " refers to " + mid + ", which is not in sp"},
+		// junk mentions top, which the store has: the list must have it.
+		{"reference in the store", []string{junk}, nil, "", junk + " refers to " + top + ", which is not in sp"},
+	} {
+		s := &Scanner{StoreDir: store, FS: DirFS(store), Candidates: tc.list, List: "sp"}
+		c, err := s.Resolve(tc.roots)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: error %v, want %q", tc.name, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		var got []string
+		for _, p := range c.Paths {
+			got = append(got, p.Path[strings.LastIndexByte(p.Path, '-')+1:])
+		}
+		slices.Sort(got)
+		want := strings.Fields(tc.paths)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: closure %v, want %v", tc.name, got, want)
+		}
+	}
+}
+
+// TestClosureSizes checks each path's closure size on a graph with a
+// cycle through a self-reference and a shared dependency.
+func TestClosureSizes(t *testing.T) {
+	c := &Closure{Paths: []PathInfo{
+		{Path: "a", NarSize: 1, References: []string{"a", "b", "c"}},
+		{Path: "b", NarSize: 10, References: []string{"d"}},
+		{Path: "c", NarSize: 100, References: []string{"d", "outside"}},
+		{Path: "d", NarSize: 1000},
+	}}
+	want := map[string]uint64{"a": 1111, "b": 1010, "c": 1100, "d": 1000}
+	if got := c.ClosureSizes(); !maps.Equal(got, want) {
+		t.Errorf("ClosureSizes = %v, want %v", got, want)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -156,6 +157,36 @@ func TestClosureCLI(t *testing.T) {
 		}
 	})
 
+	t.Run("snapshot sources", func(t *testing.T) {
+		// Every source gives the image the database gives, byte for byte:
+		// the same closure.
+		dir := t.TempDir()
+		root := f.Named["dag-top"]
+		ref := clClosureInfo(t, root)
+		snap := func(args ...string) []byte {
+			img := filepath.Join(dir, "img")
+			if _, stderr, code := clRun(t, bin, append([]string{"snapshot", "-q", "-t", "squashfs", "-o", img}, args...)...); code != 0 {
+				t.Fatalf("snapshot %v: exit %d: %s", args, code, stderr)
+			}
+			b, err := os.ReadFile(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+		want := snap(root)
+		for _, args := range [][]string{
+			{"--store-paths", filepath.Join(ref, "store-paths"), root},
+			{"--store-paths", filepath.Join(ref, "store-paths")},
+			{"--registration", ref},
+			{"--scan", root},
+		} {
+			if got := snap(args...); !bytes.Equal(got, want) {
+				t.Errorf("snapshot %v differs from snapshot of %s from the database", args, root)
+			}
+		}
+	})
+
 	t.Run("why", func(t *testing.T) {
 		top := f.Named["dag-top"]
 		to := f.Named["dag-00"]
@@ -190,6 +221,16 @@ func TestClosureCLI(t *testing.T) {
 		if got, _, _ := clRun(t, bin, append([]string{"nar-hash", "--base16"}, paths...)...); got != want16 {
 			t.Errorf("nar-hash --base16 differs from nix-hash")
 		}
+		// A trailing slash names the directory a symlink leads to, as
+		// for nix-hash (and the kernel): result/ is the output.
+		link := filepath.Join(t.TempDir(), "result")
+		os.Symlink(f.Named["odd-names"], link)
+		for _, arg := range []string{link + "/", link + "/.", link} {
+			want := string(clNix(t, "nix-hash", "--type", "sha256", "--base32", arg))
+			if got, stderr, code := clRun(t, bin, "nar-hash", arg); code != 0 || got != want {
+				t.Errorf("nar-hash %s = %q (exit %d %s), nix-hash says %q", arg, got, code, stderr, want)
+			}
+		}
 		// nix-hash 2.8 has no --sri: encode its base16 digest as SRI.
 		digest, _ := hex.DecodeString(strings.Fields(want16)[0])
 		sri := "sha256-" + base64.StdEncoding.EncodeToString(digest) + "\n"
@@ -202,6 +243,14 @@ func TestClosureCLI(t *testing.T) {
 		dir := t.TempDir()
 		bad := filepath.Join(dir, "registration")
 		os.WriteFile(bad, []byte(f.Root+"\nsha256:zzz\n1\n\n0\n"), 0o644)
+		empty := filepath.Join(dir, "empty")
+		os.WriteFile(empty, nil, 0o644)
+		// A store-paths file must hold a whole closure that has the roots.
+		top, leaf := f.Named["dag-top"], f.Named["dag-00"]
+		onlyLeaf := filepath.Join(dir, "only-leaf")
+		os.WriteFile(onlyLeaf, []byte(leaf+"\n"), 0o644)
+		onlyTop := filepath.Join(dir, "only-top")
+		os.WriteFile(onlyTop, []byte(top+"\n"), 0o644)
 		badJSON := filepath.Join(dir, "attrs.json")
 		os.WriteFile(badJSON, []byte("{\"closure\": [{\"path\": 1}]}"), 0o644)
 		for _, tc := range []struct {
@@ -221,6 +270,14 @@ func TestClosureCLI(t *testing.T) {
 			{[]string{"why", f.Root}, 2, "want ROOT and PATH"},
 			{[]string{"nar-hash", "--base16", "--sri", "/etc"}, 2, "exclusive"},
 			{[]string{"nar-hash", filepath.Join(dir, "nothing")}, 1, "nothing"},
+			{[]string{"nar-hash", "--base32=false", "/etc"}, 2, "--base32=false"},
+			{[]string{"closure", "--registration", empty}, 1, empty + ": empty registration"},
+			{[]string{"closure", "--store-paths", empty}, 1, empty + ": no store paths"},
+			{[]string{"closure", "--store-paths", onlyLeaf, top}, 1, top + " is not in " + onlyLeaf},
+			{[]string{"closure", "--store-paths", onlyTop, "--format", "registration"}, 1, "which is not in " + onlyTop},
+			{[]string{"snapshot", "--store-paths", onlyTop, top, "-o", filepath.Join(dir, "img")}, 1, "which is not in " + onlyTop},
+			{[]string{"closure", "-o", filepath.Join(dir, "o"), "--format", "dump-db", f.Root}, 2, "--format"},
+			{[]string{"verify", f.StoreDir, "--registration", empty}, 1, empty + ": empty registration"},
 		} {
 			_, stderr, code := clRun(t, bin, tc.args...)
 			if code != tc.code || !strings.Contains(stderr, tc.want) {
@@ -242,6 +299,33 @@ func TestClosureCLI(t *testing.T) {
 		infos, missing, err := closure.ParseAttrs(strings.NewReader(out), "json", f.StoreDir)
 		if code != 0 || err != nil || missing || len(infos) != len(f.Paths) {
 			t.Fatalf("json output: exit %d, %v", code, err)
+		}
+		// closureSize is what Nix computes for each path.
+		var doc struct {
+			Closure []struct {
+				Path        string `json:"path"`
+				ClosureSize uint64 `json:"closureSize"`
+			} `json:"closure"`
+		}
+		var nixInfos []struct {
+			Path        string `json:"path"`
+			ClosureSize uint64 `json:"closureSize"`
+		}
+		if err := json.Unmarshal([]byte(out), &doc); err != nil {
+			t.Fatal(err)
+		}
+		nixOut := clNix(t, "nix", append([]string{"--extra-experimental-features", "nix-command", "path-info", "--json", "-S"}, f.Paths...)...)
+		if err := json.Unmarshal(nixOut, &nixInfos); err != nil || len(nixInfos) != len(doc.Closure) {
+			t.Fatalf("nix path-info --json: %d paths, %v", len(nixInfos), err)
+		}
+		want := map[string]uint64{}
+		for _, p := range nixInfos {
+			want[p.Path] = p.ClosureSize
+		}
+		for _, p := range doc.Closure {
+			if p.ClosureSize == 0 || p.ClosureSize != want[p.Path] {
+				t.Errorf("closureSize of %s = %d, nix path-info says %d", p.Path, p.ClosureSize, want[p.Path])
+			}
 		}
 	})
 }

@@ -23,9 +23,10 @@ func vRegisterEnv(t *testing.T) []string {
 }
 
 type vRegisterJSON struct {
-	Total        int `json:"total"`
-	AlreadyValid int `json:"alreadyValid"`
-	Registered   int `json:"registered"`
+	Total        int    `json:"total"`
+	AlreadyValid int    `json:"alreadyValid"`
+	Registered   int    `json:"registered"`
+	NarSize      uint64 `json:"registeredNarSize"`
 }
 
 func vRegisterRun(t *testing.T, bin string, env []string, args ...string) (*vRegisterJSON, string, int) {
@@ -142,9 +143,22 @@ func TestRegisterPartial(t *testing.T) {
 	if code != 0 || r.Registered != len(sub) {
 		t.Fatalf("sub-closure: exit %d %+v %s", code, r, stderr)
 	}
+	// A dry run foretells the real one exactly, and changes nothing.
+	stateDir := strings.TrimPrefix(env[0], "NIX_STATE_DIR=")
+	before := vDbState(t, env, stateDir, f.Paths)
+	dry, stderr, code := vRegisterRun(t, bin, env, "--reginfo", regAll, "--dry-run")
+	if code != 0 {
+		t.Fatalf("dry run: exit %d %s", code, stderr)
+	}
+	if after := vDbState(t, env, stateDir, f.Paths); after != before {
+		t.Errorf("the dry run changed the database")
+	}
 	r, stderr, code = vRegisterRun(t, bin, env, "--reginfo", regAll)
 	if code != 0 || r.Registered != len(f.Paths)-len(sub) || r.AlreadyValid != len(sub) {
 		t.Fatalf("whole fixture after sub-closure: exit %d %+v %s", code, r, stderr)
+	}
+	if *dry != *r || r.NarSize == 0 {
+		t.Errorf("dry run said %+v, the run did %+v", *dry, *r)
 	}
 	if got := vSortedCopy(vNixLines(t, env, "-qR", f.Root)); !slices.Equal(got, f.Paths) {
 		t.Errorf("nix-store -qR after two runs: %d paths, want %d", len(got), len(f.Paths))

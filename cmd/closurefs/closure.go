@@ -52,9 +52,17 @@ func (sf *sourceFlags) storeFS() fs.FS {
 	return closure.DirFS(dir)
 }
 
+// fileSource reports whether the closure comes from a file (which then
+// needs no ROOT: its whole closure is meant).
+func (sf *sourceFlags) fileSource() bool {
+	return sf.registration != "" || sf.attrs != "" || sf.storePaths != ""
+}
+
 // source returns the chosen Source and a function to release it.
-// needInfo is false when only the store paths are wanted, which spares
-// a store-paths file the scan.
+// needInfo is false when only the store paths of the whole closure a file
+// describes are wanted (no ROOTs, no NAR hashes), which spares a
+// store-paths file the scan: its paths can only be told apart by
+// references found by scanning.
 func (sf *sourceFlags) source(fs *pflag.FlagSet, needInfo bool) (closure.Source, func(), error) {
 	n := 0
 	for _, f := range []string{"db", "registration", "store-paths", "attrs", "scan"} {
@@ -84,7 +92,7 @@ func (sf *sourceFlags) source(fs *pflag.FlagSet, needInfo bool) (closure.Source,
 		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
 			p = filepath.Join(p, "registration")
 		}
-		infos, err := closure.ReadRegistrationFile(p, sf.storeDir)
+		infos, err := readRegistration(p, sf.storeDir)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -113,6 +121,9 @@ func (sf *sourceFlags) source(fs *pflag.FlagSet, needInfo bool) (closure.Source,
 		if err != nil {
 			return nil, nil, err
 		}
+		if len(paths) == 0 {
+			return nil, nil, fmt.Errorf("%s: no store paths in it", sf.storePaths)
+		}
 		if !needInfo {
 			infos := make([]closure.PathInfo, len(paths))
 			for i, p := range paths {
@@ -121,7 +132,7 @@ func (sf *sourceFlags) source(fs *pflag.FlagSet, needInfo bool) (closure.Source,
 			g, err := closure.NewGraph(sf.storeDir, sf.storePaths, infos)
 			return g, nop, err
 		}
-		return &closure.Scanner{StoreDir: sf.storeDir, FS: sf.storeFS(), Candidates: paths, Options: hashing()}, nop, nil
+		return &closure.Scanner{StoreDir: sf.storeDir, FS: sf.storeFS(), Candidates: paths, List: sf.storePaths, Options: hashing()}, nop, nil
 	case sf.scan:
 		return &closure.Scanner{StoreDir: sf.storeDir, FS: sf.storeFS(), Options: hashing()}, nop, nil
 	default:
@@ -182,8 +193,10 @@ whole closure the file describes is used.`,
 				default:
 					return usagef("unknown --format %q (want store-paths, registration, dump-db or json)", *format)
 				}
-				fileSource := sf.registration != "" || sf.attrs != "" || sf.storePaths != ""
-				if len(args) == 0 && !fileSource {
+				if *out != "" && fs.Changed("format") {
+					return usagef("-o writes the closureInfo files; --format is for printing")
+				}
+				if len(args) == 0 && !sf.fileSource() {
 					return usagef("no ROOT given")
 				}
 				if sf.jobs < 1 {
@@ -266,6 +279,25 @@ line starting with ROOT. Exits 1 if ROOT does not depend on PATH.`,
 	}
 }
 
+// hashTarget returns the absolute path nar-hash serialises for the
+// argument a. A path ending in "/", "/." or "/.." names the directory a
+// symlink there leads to, as in the kernel (and nix-hash): result/ is the
+// output, not the link.
+func hashTarget(a string) (string, error) {
+	last := a[strings.LastIndexByte(a, '/')+1:]
+	if strings.HasSuffix(a, "/") || last == "." || last == ".." {
+		if _, err := os.Stat(a); err != nil {
+			return "", err
+		}
+		r, err := filepath.EvalSymlinks(a)
+		if err != nil {
+			return "", err
+		}
+		a = r
+	}
+	return filepath.Abs(a)
+}
+
 func narHashCommand() *command {
 	return &command{
 		name:    "nar-hash",
@@ -294,6 +326,9 @@ nix-hash --type sha256. PATHs are hashed in parallel.`,
 				if n > 1 {
 					return usagef("--base32, --base16 and --sri are exclusive")
 				}
+				if n == 0 && fs.Changed("base32") {
+					return usagef("--base32=false: give --base16 or --sri for another form")
+				}
 				if *jobs < 1 {
 					return usagef("--jobs must be at least 1")
 				}
@@ -309,7 +344,7 @@ nix-hash --type sha256. PATHs are hashed in parallel.`,
 				type item struct{ dir, name string }
 				items := make([]item, len(args))
 				for i, a := range args {
-					abs, err := filepath.Abs(a)
+					abs, err := hashTarget(a)
 					if err != nil {
 						return err
 					}

@@ -68,7 +68,9 @@ func snapshotCommand() *command {
 		usage:   "ROOT... -o IMAGE [-t erofs|squashfs] [flags]",
 		help: `Writes the closure of the ROOTs (store paths, result links, profiles) as an
 image whose root holds the store paths by name, ready to mount at /nix/store.
-With --dir, writes the tree of one directory instead. The output appears
+With --registration, --attrs or --store-paths and no ROOT, the whole
+closure the file describes is written. With --dir, writes the tree of one
+directory instead. The output appears
 whole or not at all: it is written to a temporary file next to IMAGE,
 fsynced and renamed. The same inputs and flags give the same bytes.`,
 		setup: func(fs *pflag.FlagSet, e *env) func([]string) error {
@@ -129,7 +131,7 @@ fsynced and renamed. The same inputs and flags give the same bytes.`,
 					}
 					tree, err = image.FromDir(dir, opts)
 				default:
-					if len(args) == 0 {
+					if len(args) == 0 && !sf.fileSource() {
 						return usagef("no ROOT given (or use --dir DIR)")
 					}
 					tree, err = snapshotClosureTree(fs, &sf, args, c, opts)
@@ -147,7 +149,7 @@ fsynced and renamed. The same inputs and flags give the same bytes.`,
 // source and builds the tree of its store paths, read from --read-dir (or
 // the store dir).
 func snapshotClosureTree(fs *pflag.FlagSet, sf *sourceFlags, args []string, c *snapshotCommon, opts image.Options) (*image.Tree, error) {
-	src, release, err := sf.source(fs, c.IncludeReg)
+	src, release, err := sf.source(fs, c.IncludeReg || len(args) > 0)
 	if err != nil {
 		return nil, err
 	}

@@ -62,6 +62,27 @@ type expectation struct {
 	extra  []string // root store paths the DB does not know (with --db)
 }
 
+// parseRegistration reads a registration that must name at least one
+// store path: an empty one is a truncated or failed write, and checking
+// against it would pass anything.
+func parseRegistration(r io.Reader, name, storeDir string) ([]closure.PathInfo, error) {
+	infos, err := closure.ParseRegistration(r, name, storeDir)
+	if err == nil && len(infos) == 0 {
+		err = fmt.Errorf("%s: empty registration: no store paths in it", name)
+	}
+	return infos, err
+}
+
+// readRegistration is parseRegistration of the file at path.
+func readRegistration(path, storeDir string) ([]closure.PathInfo, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return parseRegistration(f, path, storeDir)
+}
+
 // verifySource picks the expected contents: --registration, --closure-info,
 // --db, or the registration inside the tree.
 func verifySource(fsys image.FS, target, regFile, ciDir, db, storeDir string) (*expectation, error) {
@@ -76,11 +97,11 @@ func verifySource(fsys image.FS, target, regFile, ciDir, db, storeDir string) (*
 	}
 	switch {
 	case regFile != "":
-		infos, err := closure.ReadRegistrationFile(regFile, storeDir)
+		infos, err := readRegistration(regFile, storeDir)
 		return &expectation{infos: infos, source: regFile}, err
 	case ciDir != "":
 		f := filepath.Join(ciDir, "registration")
-		infos, err := closure.ReadRegistrationFile(f, storeDir)
+		infos, err := readRegistration(f, storeDir)
 		return &expectation{infos: infos, source: f}, err
 	case db != "":
 		return dbExpectation(fsys, target, db, storeDir)
@@ -96,7 +117,7 @@ func inTreeExpectation(fsys image.FS, target, storeDir string) (*expectation, er
 	f, err := fsys.Open(image.RegistrationName)
 	if err == nil {
 		defer f.Close()
-		infos, err := closure.ParseRegistration(f, name, storeDir)
+		infos, err := parseRegistration(f, name, storeDir)
 		return &expectation{infos: infos, source: name}, err
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
@@ -134,7 +155,7 @@ func inTreeExpectation(fsys image.FS, target, storeDir string) (*expectation, er
 		return nil, fmt.Errorf("%s/%s: %w", target, rel, err)
 	}
 	defer f.Close()
-	infos, err := closure.ParseRegistration(f, target+"/"+rel, storeDir)
+	infos, err := parseRegistration(f, target+"/"+rel, storeDir)
 	return &expectation{infos: infos, source: target + "/" + rel, ignore: found}, err
 }
 
@@ -390,12 +411,9 @@ A malformed registration or a missing path leaves the database untouched.`,
 						return err
 					}
 				}
-				infos, err := closure.ReadRegistrationFile(regFile, storeDir)
+				infos, err := readRegistration(regFile, storeDir)
 				if err != nil {
 					return fmt.Errorf("registration: %w", err)
-				}
-				if len(infos) == 0 {
-					return fmt.Errorf("%s: empty registration", regFile)
 				}
 				missing, err := register.Missing(phys, infos)
 				if err != nil {
@@ -424,15 +442,9 @@ A malformed registration or a missing path leaves the database untouched.`,
 				defer stop()
 				var res *register.Result
 				if dryRun {
-					paths := make([]string, len(infos))
-					for i, p := range infos {
-						paths[i] = p.Path
-					}
-					invalid, err := nix.Invalid(ctx, paths)
-					if err != nil {
+					if res, _, err = register.Plan(ctx, nix, infos); err != nil {
 						return err
 					}
-					res = &register.Result{Total: len(infos), AlreadyValid: len(infos) - len(invalid)}
 				} else if res, err = register.Register(ctx, nix, storeDir, infos); err != nil {
 					return err
 				}

@@ -176,15 +176,16 @@ func (n *Nix) LoadDB(ctx context.Context, storeDir string, infos []closure.PathI
 	return err
 }
 
-// Result counts what Register did.
+// Result counts what Register did, or what Plan says it would do.
 type Result struct {
 	// Total is the number of paths in the registration.
 	Total int `json:"total"`
 	// AlreadyValid is how many Nix knew already (left untouched).
 	AlreadyValid int `json:"alreadyValid"`
-	// Registered is how many were registered now.
+	// Registered is how many were registered now (or would be).
 	Registered int `json:"registered"`
-	// NarSize is the total NAR size of the registered paths.
+	// NarSize is the total NAR size of the registered (or to be
+	// registered) paths.
 	NarSize uint64 `json:"registeredNarSize"`
 }
 
@@ -209,6 +210,20 @@ func Missing(physDir string, infos []closure.PathInfo) ([]string, error) {
 // closure) that Nix does not know yet. Paths already valid are left alone,
 // so a second run registers nothing.
 func Register(ctx context.Context, nix *Nix, storeDir string, infos []closure.PathInfo) (*Result, error) {
+	res, reg, err := Plan(ctx, nix, infos)
+	if err != nil || len(reg) == 0 {
+		return res, err
+	}
+	if err := nix.LoadDB(ctx, storeDir, reg); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// Plan returns what Register would do without doing it: the paths of
+// infos that Nix does not know yet, in the order of infos, and the result
+// of registering them.
+func Plan(ctx context.Context, nix *Nix, infos []closure.PathInfo) (*Result, []closure.PathInfo, error) {
 	res := &Result{Total: len(infos)}
 	paths := make([]string, len(infos))
 	for i, p := range infos {
@@ -216,12 +231,9 @@ func Register(ctx context.Context, nix *Nix, storeDir string, infos []closure.Pa
 	}
 	invalid, err := nix.Invalid(ctx, paths)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	res.AlreadyValid = len(infos) - len(invalid)
-	if len(invalid) == 0 {
-		return res, nil
-	}
 	todo := make(map[string]bool, len(invalid))
 	for _, p := range invalid {
 		todo[p] = true
@@ -233,9 +245,6 @@ func Register(ctx context.Context, nix *Nix, storeDir string, infos []closure.Pa
 			res.NarSize += p.NarSize
 		}
 	}
-	if err := nix.LoadDB(ctx, storeDir, reg); err != nil {
-		return nil, err
-	}
 	res.Registered = len(reg)
-	return res, nil
+	return res, reg, nil
 }
