@@ -19,19 +19,40 @@ import (
 const ControlDir = "/run/closurefs"
 
 // ControlSocket returns the control socket path of the view mounted at
-// mountpoint: a name derived from the mountpoint's absolute path (with
-// symlinks in its parent resolved), so that any spelling of it finds the
-// same socket.
+// mountpoint: a name derived from the mountpoint's canonical path (see
+// Mountpoint), so that any spelling of it finds the same socket.
 func ControlSocket(mountpoint string) (string, error) {
+	abs, err := Mountpoint(mountpoint)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.Sum256([]byte(abs))
+	return filepath.Join(ControlDir, hex.EncodeToString(h[:12])+".sock"), nil
+}
+
+// Mountpoint returns the absolute path with no symlinks in it that
+// mountpoint names, as mount(2) resolves it. It never looks inside a
+// mounted file system (a hung daemon cannot block it): a symlink as the
+// last part is read with readlink, which a directory answers at once.
+func Mountpoint(mountpoint string) (string, error) {
 	abs, err := filepath.Abs(mountpoint)
 	if err != nil {
 		return "", err
 	}
+	for range 40 { // the kernel's limit on symlinks followed
+		target, err := os.Readlink(abs)
+		if err != nil {
+			break
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(abs), target)
+		}
+		abs = filepath.Clean(target)
+	}
 	if dir, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil {
 		abs = filepath.Join(dir, filepath.Base(abs))
 	}
-	h := sha256.Sum256([]byte(abs))
-	return filepath.Join(ControlDir, hex.EncodeToString(h[:12])+".sock"), nil
+	return abs, nil
 }
 
 // Request is one control request.
@@ -50,6 +71,8 @@ type Status struct {
 	Generation  uint64       `json:"generation"`
 	Passthrough bool         `json:"passthrough"`
 	PID         int          `json:"pid"`
+	// ReadDir is where the store paths are read from, if not StoreDir.
+	ReadDir string `json:"readDir,omitempty"`
 }
 
 // Reply is the answer to a Request.
@@ -57,6 +80,9 @@ type Reply struct {
 	Error   string           `json:"error,omitempty"`
 	Status  *Status          `json:"status,omitempty"`
 	Closure *closure.Closure `json:"closure,omitempty"`
+	// ReadDir comes with Closure: where its store paths are read from,
+	// if not its StoreDir.
+	ReadDir string `json:"readDir,omitempty"`
 }
 
 // ServeControl listens on the control socket of the view mounted at
@@ -85,7 +111,7 @@ func ServeControl(mountpoint string, v *View) (net.Listener, error) {
 		l.Close()
 		return nil, err
 	}
-	abs, _ := filepath.Abs(mountpoint)
+	abs, _ := Mountpoint(mountpoint)
 	go func() {
 		for {
 			c, err := l.Accept()
@@ -112,6 +138,7 @@ func serveConn(c net.Conn, mountpoint string, v *View) {
 		rep.Status = &Status{
 			Mountpoint: mountpoint, StoreDir: cl.StoreDir, Roots: v.Roots(), Paths: len(cl.Paths),
 			NarSize: closure.TotalNarSize(cl), Generation: v.Generation(), Passthrough: v.Passthrough(), PID: os.Getpid(),
+			ReadDir: v.readDir(),
 		}
 	case "add-root":
 		if err := v.AddRoot(req.Arg); err != nil {
@@ -123,6 +150,7 @@ func serveConn(c net.Conn, mountpoint string, v *View) {
 		}
 	case "closure":
 		rep.Closure = v.Closure()
+		rep.ReadDir = v.readDir()
 	default:
 		rep.Error = fmt.Sprintf("unknown request %q", req.Op)
 	}

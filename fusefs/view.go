@@ -63,7 +63,13 @@ type ViewOptions struct {
 type RootStatus struct {
 	Arg       string `json:"arg"`                 // as given
 	StorePath string `json:"storePath,omitempty"` // where it leads now
-	Error     string `json:"error,omitempty"`     // why it leads nowhere
+	Error     string `json:"error,omitempty"`     // why it leads nowhere, or why its closure is left out
+}
+
+// sameTarget reports whether a and b are one root leading to the same
+// place (their closures' errors aside).
+func sameTarget(a, b RootStatus) bool {
+	return a.Arg == b.Arg && a.StorePath == b.StorePath && (a.StorePath != "" || a.Error == b.Error)
 }
 
 // viewState is one immutable version of the view.
@@ -98,6 +104,9 @@ type View struct {
 	server  atomic.Pointer[fuse.Server]
 	hooked  atomic.Bool
 	pending sync.Map // request cancel channel -> backing ID (int32)
+	// lastErr is the last recomputation error logged, so that a root
+	// that stays broken is logged once, not at every check.
+	lastErr string
 }
 
 // NewView computes the initial closure of opts.Roots and returns the view.
@@ -130,6 +139,11 @@ func NewView(opts ViewOptions) (*View, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, r := range s.roots {
+		if r.Error != "" {
+			return nil, fmt.Errorf("root %s: %s", r.Arg, r.Error)
+		}
+	}
 	v.state.Store(s)
 	return v, nil
 }
@@ -153,6 +167,15 @@ func (v *View) ino(st *syscall.Stat_t) uint64 {
 	}
 	d := st.Dev ^ v.rootDev
 	return st.Ino ^ (d<<32 | d>>32)
+}
+
+// readDir returns where the store paths are read from if not the store
+// directory, else "".
+func (v *View) readDir() string {
+	if v.opts.ReadDir == v.opts.StoreDir {
+		return ""
+	}
+	return v.opts.ReadDir
 }
 
 // physical returns where the store path p lies: in ReadDir.
@@ -194,7 +217,10 @@ func (v *View) resolveRoots(args []string) ([]RootStatus, []string) {
 }
 
 // compute resolves roots and builds a new state, leaving out store paths
-// that no longer exist.
+// that no longer exist. A root whose closure the source cannot give (a
+// path the database does not know, or one outside a registration) is
+// left out, with the reason in its status, so that the other roots are
+// still followed.
 func (v *View) compute(args []string, gen uint64) (*viewState, error) {
 	rs, paths := v.resolveRoots(args)
 	c := &closure.Closure{StoreDir: v.opts.StoreDir}
@@ -202,7 +228,30 @@ func (v *View) compute(args []string, gen uint64) (*viewState, error) {
 		var err error
 		c, err = v.opts.Source.Resolve(paths)
 		if err != nil {
-			return nil, err
+			// Find the roots at fault and resolve the others.
+			bad := map[string]string{}
+			var good []string
+			for _, p := range paths {
+				if _, perr := v.opts.Source.Resolve([]string{p}); perr != nil {
+					bad[p] = perr.Error()
+				} else {
+					good = append(good, p)
+				}
+			}
+			if len(bad) == 0 {
+				return nil, err
+			}
+			for i := range rs {
+				if e, ok := bad[rs[i].StorePath]; ok {
+					rs[i].Error = e
+				}
+			}
+			c = &closure.Closure{StoreDir: v.opts.StoreDir}
+			if len(good) > 0 {
+				if c, err = v.opts.Source.Resolve(good); err != nil {
+					return nil, err
+				}
+			}
 		}
 	}
 	s := &viewState{gen: gen, roots: rs, at: time.Now(), index: make(map[string]int, len(c.Paths))}
@@ -248,7 +297,8 @@ func (v *View) Passthrough() bool { return v.passthrough.Load() }
 // the kernel for passthrough.
 func (v *View) SetPassthrough(on bool) { v.passthrough.Store(on) }
 
-// AddRoot adds a root and switches the view to the new closure.
+// AddRoot adds a root and switches the view to the new closure. A root
+// whose closure the source cannot give is refused.
 func (v *View) AddRoot(arg string) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -258,7 +308,16 @@ func (v *View) AddRoot(arg string) error {
 	if slices.Contains(v.roots, arg) {
 		return fmt.Errorf("%s is already a root", arg)
 	}
-	return v.switchTo(append(slices.Clone(v.roots), arg), "root added: "+arg)
+	roots := append(slices.Clone(v.roots), arg)
+	s, err := v.compute(roots, v.state.Load().gen+1)
+	if err != nil {
+		return err
+	}
+	if r := s.roots[len(s.roots)-1]; r.Error != "" {
+		return fmt.Errorf("root %s: %s", arg, r.Error)
+	}
+	v.install(roots, s, "root added: "+arg)
+	return nil
 }
 
 // RemoveRoot removes a root and switches the view to the new closure.
@@ -275,16 +334,28 @@ func (v *View) RemoveRoot(arg string) error {
 // switchTo computes the closure of roots and makes it the view's. v.mu
 // must be held.
 func (v *View) switchTo(roots []string, why string) error {
-	old := v.state.Load()
-	s, err := v.compute(roots, old.gen+1)
+	s, err := v.compute(roots, v.state.Load().gen+1)
 	if err != nil {
 		return err
 	}
+	v.install(roots, s, why)
+	return nil
+}
+
+// install makes s, computed from roots, the view's state. v.mu must be
+// held.
+func (v *View) install(roots []string, s *viewState, why string) {
+	old := v.state.Load()
 	v.roots = roots
 	v.state.Store(s)
 	v.invalidate(old, s)
+	v.lastErr = ""
 	v.opts.Logf("view switched (%s): %d store paths (was %d)", why, len(s.closure.Paths), len(old.closure.Paths))
-	return nil
+	for _, r := range s.roots {
+		if r.StorePath != "" && r.Error != "" {
+			v.opts.Logf("root %s -> %s left out: %s", r.Arg, r.StorePath, r.Error)
+		}
+	}
 }
 
 // invalidate drops the kernel's cached entries for names that entered or
@@ -366,7 +437,7 @@ func (v *View) check(full bool, gone []string) bool {
 	rs, _ := v.resolveRoots(v.roots)
 	why := ""
 	for i := range rs {
-		if i >= len(s.roots) || rs[i] != s.roots[i] {
+		if i >= len(s.roots) || !sameTarget(rs[i], s.roots[i]) {
 			why = "root " + rs[i].Arg + " changed"
 			if rs[i].StorePath != "" {
 				why += " to " + rs[i].StorePath
@@ -400,7 +471,11 @@ func (v *View) check(full bool, gone []string) bool {
 		return false
 	}
 	if err := v.switchTo(v.roots, why); err != nil {
-		v.opts.Logf("recomputing the closure (%s): %v", why, err)
+		// Logged once while it lasts; the next checks try again.
+		if msg := err.Error(); msg != v.lastErr {
+			v.lastErr = msg
+			v.opts.Logf("recomputing the closure (%s): %v", why, err)
+		}
 	}
 	return true
 }
@@ -440,10 +515,15 @@ func (r *viewRoot) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	return lookupStore(ctx, r.v, &r.Inode, filepath.Join(r.v.opts.ReadDir, name), true, out)
 }
 
-// Readdir lists the closure's store paths.
+// Readdir lists "." and ".." and the closure's store paths. The dot
+// entries also keep the listing from being empty: the kernel keeps a
+// directory's listing in its cache (see cachedDirs) and, for an empty one,
+// finds nothing to invalidate when the view switches.
 func (r *viewRoot) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	s := r.v.state.Load()
-	ents := make([]fuse.DirEntry, 0, len(s.closure.Paths))
+	ents := make([]fuse.DirEntry, 0, len(s.closure.Paths)+2)
+	ino := r.StableAttr().Ino
+	ents = append(ents, fuse.DirEntry{Name: ".", Mode: syscall.S_IFDIR, Ino: ino}, fuse.DirEntry{Name: "..", Mode: syscall.S_IFDIR, Ino: ino})
 	for i, p := range s.closure.Paths {
 		ents = append(ents, fuse.DirEntry{Name: filepath.Base(p.Path), Mode: s.modes[i] & syscall.S_IFMT})
 	}

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"math/rand"
@@ -443,4 +444,137 @@ func fuseRSS(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// fuseListAll lists dir with ls -a, which, unlike os.ReadDir, shows the
+// "." and ".." entries the file system returns.
+func fuseListAll(t testing.TB, dir string) []string {
+	t.Helper()
+	return strings.Fields(fuseRun(t, "", "ls", "-a", dir))
+}
+
+// TestFuseViewRoots covers the roots' edge cases: a root whose closure
+// the source cannot give is left out while the other roots are still
+// followed; a view that has been empty lists new paths again; the root
+// lists "." and "..".
+func TestFuseViewRoots(t *testing.T) {
+	fuseNeed(t)
+	f := fixture.Get(t)
+	a := f.Named["dag-20"]
+	inA := fuseClosureNames(t, a)
+	refs := strings.Fields(fuseRun(t, "", "nix-store", "-q", "--references", a))
+	var a2, outside string
+	for _, r := range refs {
+		if r != a {
+			a2 = r
+			break
+		}
+	}
+	for _, p := range f.Paths {
+		if !slices.Contains(inA, filepath.Base(p)) {
+			outside = p
+			break
+		}
+	}
+	if a2 == "" || outside == "" {
+		t.Fatalf("fixture: no reference of %s (%v) or no path outside its closure", a, refs)
+	}
+	dir := t.TempDir()
+	reg := filepath.Join(dir, "registration")
+	os.WriteFile(reg, []byte(fuseRun(t, "", fuseBin(t), "closure", "--format", "registration", a)), 0o644)
+	link1, link2 := filepath.Join(dir, "r1"), filepath.Join(dir, "r2")
+	os.Symlink(a, link1)
+	os.Symlink(a2, link2)
+	mnt := t.TempDir()
+	d := fuseStart(t, mnt, "mount", "--registration", reg, link1, link2, mnt)
+	waitList := func(want []string, what string) {
+		t.Helper()
+		start := time.Now()
+		for {
+			got := fuseListAll(t, mnt)
+			if slices.Equal(got, append([]string{".", ".."}, want...)) {
+				t.Logf("%s: listing right after %v", what, time.Since(start))
+				return
+			}
+			if time.Since(start) > 10*time.Second {
+				t.Fatalf("%s: listing %v, want . .. and %v; log:\n%s", what, got, want, d.Log())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	flip := func(link, target string) {
+		t.Helper()
+		os.Remove(link + ".tmp")
+		if err := os.Symlink(target, link+".tmp"); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(link+".tmp", link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitList(inA, "start")
+
+	// r1 leads out of the registration: it is left out, r2 still counts.
+	flip(link1, outside)
+	waitList(fuseClosureNames(t, a2), "r1 left the registration")
+	if roots := fuseRun(t, "", fuseBin(t), "ctl", mnt, "roots"); !strings.Contains(roots, "root "+link1+" -> "+outside+" (left out: ") {
+		t.Errorf("ctl roots does not say r1 is left out:\n%s", roots)
+	}
+	// r2 is still followed.
+	flip(link2, a)
+	waitList(inA, "r2 flipped while r1 is left out")
+	time.Sleep(time.Second) // a dozen checks: the left-out root must not be retried and logged at each
+	if n := strings.Count(d.Log(), "left out"); n > 2 {
+		t.Errorf("the left-out root was logged %d times; log:\n%s", n, d.Log())
+	}
+
+	// Empty, then not: the kernel's cached listing must follow.
+	fuseRun(t, "", fuseBin(t), "ctl", mnt, "remove-root", link1)
+	fuseRun(t, "", fuseBin(t), "ctl", mnt, "remove-root", link2)
+	waitList(nil, "no roots")
+	fuseRun(t, "", fuseBin(t), "ctl", mnt, "add-root", a2)
+	waitList(fuseClosureNames(t, a2), "a root added to the empty view")
+	// A root outside the registration is refused.
+	if out, err := exec.Command(fuseBin(t), "ctl", mnt, "add-root", outside).CombinedOutput(); err == nil || !strings.Contains(string(out), "not in") {
+		t.Errorf("ctl add-root of a path outside the registration: %v %s", err, out)
+	}
+}
+
+// TestFuseViewChroot serves a store path that exists only in a chroot
+// store (--read-dir): ctl, also through a symlink to the mountpoint,
+// snapshots the view from there.
+func TestFuseViewChroot(t *testing.T) {
+	fuseNeed(t)
+	f := fixture.Get(t)
+	chroot := t.TempDir()
+	name := strings.Repeat("a", 32) + "-chroot-only"
+	p := filepath.Join(chroot, name)
+	os.MkdirAll(filepath.Join(p, "d"), 0o755)
+	os.WriteFile(filepath.Join(p, "d", "f"), []byte("only in the chroot\n"), 0o644)
+	root := f.StoreDir + "/" + name
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	os.Mkdir(mnt, 0o755)
+	link := filepath.Join(t.TempDir(), "link")
+	os.Symlink(mnt, link)
+	fuseStart(t, mnt, "mount", "--scan", "--read-dir", chroot, root, link)
+	if got := fuseList(t, mnt); !slices.Equal(got, []string{name}) {
+		t.Fatalf("listing %v", got)
+	}
+	for _, spelling := range []string{mnt, link} {
+		out := fuseRun(t, "", fuseBin(t), "ctl", spelling, "status", "--json")
+		var st struct{ Mountpoint, ReadDir string }
+		if err := json.Unmarshal([]byte(out), &st); err != nil || st.Mountpoint != mnt || st.ReadDir != chroot {
+			t.Errorf("ctl %s status --json: %+v, %v", spelling, st, err)
+		}
+	}
+	dir := t.TempDir()
+	img := filepath.Join(dir, "view.img")
+	fuseRun(t, "", fuseBin(t), "ctl", link, "snapshot", "-q", "-t", "squashfs", "-o", img)
+	ref := filepath.Join(dir, "ref.img")
+	fuseRun(t, "", fuseBin(t), "snapshot", "-q", "-t", "squashfs", "--scan", "--read-dir", chroot, root, "-o", ref)
+	got, _ := os.ReadFile(img)
+	want, _ := os.ReadFile(ref)
+	if len(want) == 0 || !bytes.Equal(got, want) {
+		t.Errorf("ctl snapshot of the chroot view (%d bytes) differs from snapshot --read-dir (%d bytes)", len(got), len(want))
+	}
 }

@@ -115,12 +115,13 @@ func (d *daemonFlags) spawn(e *env) error {
 	return errors.New(line)
 }
 
-// serve waits for server to end, unmounting on SIGINT or SIGTERM. A busy
+// serve waits for server to end, unmounting on SIGINT, SIGTERM or SIGHUP
+// (the terminal of a foreground daemon closed). A busy
 // mount is detached lazily so that the daemon can finish serving the open
 // files and exit.
 func serve(server *fuse.Server, mountpoint string, logger *log.Logger) {
 	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sig)
 	done := make(chan struct{})
 	go func() {
@@ -150,9 +151,9 @@ func mountImageCommand() *command {
 		usage:   "[flags] IMAGE MOUNTPOINT",
 		help: `Mounts IMAGE (erofs or squashfs, told apart by magic) read-only on
 MOUNTPOINT through FUSE, and serves it in the foreground, logging to stderr,
-until unmounted (closurefs umount MOUNTPOINT) or interrupted (SIGINT or
-SIGTERM unmount cleanly). With --background it detaches once the mount is
-ready.`,
+until unmounted (closurefs umount MOUNTPOINT) or interrupted (SIGINT,
+SIGTERM or SIGHUP unmount cleanly). With --background it detaches once the
+mount is ready.`,
 		setup: func(fs *pflag.FlagSet, e *env) func([]string) error {
 			var d daemonFlags
 			d.add(fs)
@@ -333,6 +334,10 @@ control socket (root only):
 				mnt, op, rest := args[0], args[1], args[2:]
 				switch op {
 				case "status", "roots":
+					// --json may also follow the request.
+					for len(rest) > 0 && rest[0] == "--json" {
+						*jsonOut, rest = true, rest[1:]
+					}
 					if len(rest) != 0 {
 						return usagef("%s takes no arguments", op)
 					}
@@ -376,9 +381,14 @@ func printStatus(w io.Writer, op string, s *fusefs.Status, asJSON bool) error {
 		}
 		fmt.Fprintf(w, "mountpoint:  %s\nstore:       %s\npid:         %d\nstore paths: %d\nnar size:    %d\ngeneration:  %d\nfile reads:  %s\n",
 			s.Mountpoint, s.StoreDir, s.PID, s.Paths, s.NarSize, s.Generation, mode)
+		if s.ReadDir != "" {
+			fmt.Fprintf(w, "read from:   %s\n", s.ReadDir)
+		}
 	}
 	for _, r := range s.Roots {
-		if r.StorePath != "" {
+		if r.StorePath != "" && r.Error != "" {
+			fmt.Fprintf(w, "root %s -> %s (left out: %s)\n", r.Arg, r.StorePath, r.Error)
+		} else if r.StorePath != "" {
 			fmt.Fprintf(w, "root %s -> %s\n", r.Arg, r.StorePath)
 		} else {
 			fmt.Fprintf(w, "root %s: %s\n", r.Arg, r.Error)
@@ -413,6 +423,9 @@ func ctlSnapshot(e *env, mnt string, args []string) error {
 		return fmt.Errorf("writing the view's registration: %w", werr)
 	}
 	sargs := []string{"snapshot", "--registration", tmp.Name(), "--store-dir", cl.StoreDir}
+	if rep.ReadDir != "" {
+		sargs = append(sargs, "--read-dir", rep.ReadDir)
+	}
 	sargs = append(sargs, args...)
 	for _, p := range cl.Paths {
 		sargs = append(sargs, p.Path)

@@ -193,12 +193,16 @@ func (rd *Reader) readSuper() error {
 		return corruptf("block count %d", rd.blocks)
 	}
 	rd.size = int64(rd.blocks) << rd.blkBits
-	if s, ok := rd.r.(rdSizer); ok && s.Size() < rd.size {
-		rd.size = s.Size()
+	have := int64(-1) // the image's size, if known
+	if s, ok := rd.r.(rdSizer); ok {
+		have = s.Size()
 	} else if f, ok := rd.r.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() < rd.size {
-			rd.size = fi.Size()
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			have = fi.Size()
 		}
+	}
+	if have >= 0 && have < rd.size {
+		return corruptf("image truncated: superblock says %d blocks of %d bytes (%d bytes), file has %d", rd.blocks, rd.blkSize, rd.size, have)
 	}
 	rd.metaBase = int64(sb.MetaBlkAddr) << rd.blkBits
 	rd.xattrBse = int64(sb.XattrBlkAddr) << rd.blkBits

@@ -155,6 +155,10 @@ func TestHostileImages(t *testing.T) {
 			t.Log(err)
 		})
 	}
+	// A truncated image is refused at once, as a truncated squashfs is.
+	if _, err := Open(bytes.NewReader(orig[:len(orig)-1])); err == nil || !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "image truncated") {
+		t.Errorf("truncated image: error %v", err)
+	}
 	// The undamaged image reads in full.
 	if err := rdWalkAll(rd, 100, 1<<20); err != nil {
 		t.Fatal(err)
