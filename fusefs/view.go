@@ -273,7 +273,7 @@ func (v *View) compute(args []string, gen uint64) (*viewState, error) {
 	s.referrers = make([][]string, len(kept))
 	for _, p := range kept {
 		for _, r := range p.References {
-			if i, ok := s.index[filepath.Base(r)]; ok && r != p.Path {
+			if i, ok := s.index[filepath.Base(r)]; ok {
 				s.referrers[i] = append(s.referrers[i], p.Path)
 			}
 		}
