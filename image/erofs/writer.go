@@ -163,13 +163,16 @@ func NewWriter(w io.WriterAt, opts Options) (*Writer, error) {
 		// As mkfs.erofs: these only concern compressed files.
 		opts.Ztailpacking, opts.FullIndexes, opts.Fragments = false, false, false
 	}
-	wr.incompat = FeatureIncompatZeroPadding
 	if opts.Compressor != "" && opts.Compressor != "none" {
 		c, err := newCompressor(opts, bs)
 		if err != nil {
 			return nil, err
 		}
 		wr.comp = c
+		// Compressed data lies at the end of its pcluster. An image with
+		// no compressed data leaves the bit clear, as mkfs.erofs does, so
+		// that kernels before 5.3 (which refuse it) mount it.
+		wr.incompat = FeatureIncompatZeroPadding
 		if opts.Fragments || opts.Dedupe {
 			wr.pclusters = make(map[pclusterKey]uint32)
 		}

@@ -415,3 +415,70 @@ func TestAppendPackTailPadding(t *testing.T) {
 		t.Fatal("appendPack did not return")
 	}
 }
+
+// TestWriteLongRuns writes files of long runs (zeros, a repeated line),
+// where one LZ4 match outgrows a pcluster, with each compressor: the
+// image is no bigger than mkfs.erofs's of the same files (plus a little),
+// and with root the kernel reads it back. An uncompressed image does not
+// set the 0padding feature (kernels before 5.3 refuse it), as with
+// mkfs.erofs.
+func TestWriteLongRuns(t *testing.T) {
+	mkfs, err := exec.LookPath("mkfs.erofs")
+	if err != nil {
+		t.Skip("mkfs.erofs not installed")
+	}
+	src := filepath.Join(t.TempDir(), "src")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "zeros"), make([]byte, 8<<20), 0o644)
+	os.WriteFile(filepath.Join(src, "lines"), bytes.Repeat([]byte("hello world some text\n"), 200000), 0o644)
+	tree, err := image.FromDir(src, image.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, z := range []string{"", "lz4", "lz4hc", "zstd", "deflate"} {
+		o := baseOpts()
+		o.Compressor = z
+		img := writeImage(t, tree, o)
+		ref := filepath.Join(t.TempDir(), "ref.erofs")
+		args := []string{"-T0", ref, src}
+		if z != "" {
+			args = append([]string{"-z" + z}, args...)
+		}
+		if out, err := exec.Command(mkfs, args...).CombinedOutput(); err != nil {
+			if z != "" && strings.Contains(string(out), "valid compressor") {
+				t.Logf("mkfs.erofs has no %s: %s", z, out)
+				continue
+			}
+			t.Fatalf("mkfs.erofs %v: %v\n%s", args, err, out)
+		}
+		got, want := fileSize(t, img), fileSize(t, ref)
+		t.Logf("-z %q: %d bytes, mkfs.erofs %d", z, got, want)
+		if got > want+want/4+16<<10 {
+			t.Errorf("-z %q: image of %d bytes, mkfs.erofs makes %d", z, got, want)
+		}
+		f, err := os.Open(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd, err := Open(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if zeroPad := rd.incompat&FeatureIncompatZeroPadding != 0; zeroPad != (z != "") {
+			t.Errorf("-z %q: 0padding feature %v", z, zeroPad)
+		}
+		f.Close()
+		if os.Geteuid() == 0 {
+			treetest.Compare(t, kmount(t, img), src, treetest.Options{DirNlink: true, MinEntries: 2})
+		}
+	}
+}
+
+func fileSize(t testing.TB, p string) int64 {
+	t.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}

@@ -338,18 +338,22 @@ func litExtLen(n int) int {
 	return (n-15)/255 + 1
 }
 
-// Truncate cuts a raw LZ4 block blk of src after the last sequence that
-// leaves room, within limit bytes, for a final run of at least 12
-// literals, appends that run, and returns the new block and the length of
-// src it decodes to (0 if there is no such cut).
+// Truncate cuts a raw LZ4 block blk of src to at most limit bytes: it
+// keeps the sequences up to some sequence k, shortens k's match if that
+// is what fits (a long run's match can alone be longer than limit, its
+// length taking a byte per 255), and appends a final run of at least 12
+// literals. It returns the new block and the length of src it decodes to
+// (0 if there is no such cut), choosing the cut that decodes to the most.
 func Truncate(blk, src []byte, limit int) ([]byte, int) {
-	type seq struct{ cend, iend, mstart int }
+	// seq is one sequence: its token at tok, its match length bytes from
+	// mlPos (after the offset), the match of ml bytes decoding at mstart.
+	type seq struct{ tok, mlPos, mstart, ml int }
 	var seqs []seq
 	ip, op := 0, 0
 	for ip < len(blk) {
-		tok := blk[ip]
+		tok := ip
 		ip++
-		ll := int(tok >> 4)
+		ll := int(blk[tok] >> 4)
 		if ll == 15 {
 			for ip < len(blk) {
 				b := blk[ip]
@@ -366,8 +370,9 @@ func Truncate(blk, src []byte, limit int) ([]byte, int) {
 			break
 		}
 		ip += 2
-		ml := int(tok&15) + minMatch
-		if tok&15 == 15 {
+		sq := seq{tok: tok, mlPos: ip, mstart: op}
+		ml := int(blk[tok]&15) + minMatch
+		if blk[tok]&15 == 15 {
 			for ip < len(blk) {
 				b := blk[ip]
 				ip++
@@ -377,21 +382,78 @@ func Truncate(blk, src []byte, limit int) ([]byte, int) {
 				}
 			}
 		}
-		seqs = append(seqs, seq{ip, op + ml, op})
+		sq.ml = ml
+		seqs = append(seqs, sq)
 		op += ml
 	}
+	// Later sequences decode further, but a shortened match may not: try
+	// each, from the last, until no earlier one can do better.
+	bestEnd, bestK, bestML, bestN := 0, -2, 0, 0
 	for k := len(seqs) - 1; k >= -1; k-- {
-		cend, iend, mstart := 0, 0, 0
-		if k >= 0 {
-			cend, iend, mstart = seqs[k].cend, seqs[k].iend, seqs[k].mstart
+		if k >= 0 && seqs[k].mstart+seqs[k].ml+fitLiterals(limit) <= bestEnd {
+			break // nothing from here on decodes further
 		}
-		n := min(len(src)-iend, fitLiterals(limit-cend))
-		if n < mfLimit || (k >= 0 && mstart+mfLimit > iend+n) {
+		if k < 0 {
+			// Literals only.
+			if n := min(len(src), fitLiterals(limit)); n >= mfLimit && n > bestEnd {
+				bestEnd, bestK, bestN = n, -1, n
+			}
 			continue
 		}
-		out := make([]byte, 0, cend+1+litExtLen(n)+n)
-		out = append(out, blk[:cend]...)
-		return appendLiterals(out, src[iend:iend+n]), iend + n
+		sq := seqs[k]
+		// The match bytes cost a byte per 255, literals one each: keep as
+		// much of the match as leaves room for the shortest final run.
+		room := limit - sq.mlPos - (1 + mfLimit)
+		if room < 0 {
+			continue
+		}
+		ml := min(sq.ml, maxMatchFor(room), len(src)-sq.mstart-mfLimit)
+		if ml < minMatch {
+			continue
+		}
+		n := min(len(src)-sq.mstart-ml, fitLiterals(limit-sq.mlPos-matchExtLen(ml)))
+		if n < mfLimit {
+			continue
+		}
+		if end := sq.mstart + ml + n; end > bestEnd {
+			bestEnd, bestK, bestML, bestN = end, k, ml, n
+		}
 	}
-	return nil, 0
+	switch {
+	case bestK == -2:
+		return nil, 0
+	case bestK == -1:
+		return appendLiterals(nil, src[:bestN]), bestN
+	}
+	sq := seqs[bestK]
+	iend := sq.mstart + bestML
+	out := make([]byte, 0, limit)
+	out = append(out, blk[:sq.mlPos]...)
+	// Re-encode the match length in the token and its extra bytes.
+	out[sq.tok] &^= 15
+	if v := bestML - minMatch; v >= 15 {
+		out[sq.tok] |= 15
+		out = appendLen(out, v-15)
+	} else {
+		out[sq.tok] |= byte(v)
+	}
+	return appendLiterals(out, src[iend:iend+bestN]), iend + bestN
+}
+
+// matchExtLen is the number of bytes after the offset that encode a match
+// of ml bytes.
+func matchExtLen(ml int) int {
+	if ml-minMatch < 15 {
+		return 0
+	}
+	return (ml-minMatch-15)/255 + 1
+}
+
+// maxMatchFor returns the longest match whose length takes at most room
+// bytes after the offset.
+func maxMatchFor(room int) int {
+	if room <= 0 {
+		return minMatch + 14
+	}
+	return minMatch + 14 + 255*room
 }

@@ -327,3 +327,31 @@ func TestDeterministic(t *testing.T) {
 		}
 	}
 }
+
+// TestTruncate cuts blocks of each pattern to a limit and checks the cut
+// decodes to the prefix it claims and obeys the end rules, and that a run
+// whose one match is longer than the limit is cut inside that match (a
+// cut between sequences would leave literals only).
+func TestTruncate(t *testing.T) {
+	for name, src := range patterns() {
+		blk := Level(9).Encode(nil, src)
+		for _, limit := range []int{13, 100, 4096, 65536} {
+			cut, used := Truncate(blk, src, limit)
+			if len(blk) <= limit {
+				continue
+			}
+			if used == 0 {
+				t.Errorf("%s limit %d: no cut", name, limit)
+				continue
+			}
+			if len(cut) > limit {
+				t.Fatalf("%s limit %d: cut of %d bytes", name, limit, len(cut))
+			}
+			checkBlock(t, cut, src[:used])
+			// Long runs: a 4 KiB block holds far more than its size.
+			if (name == "zeros" || name == "abc") && limit >= 4096 && used < 100*limit {
+				t.Errorf("%s limit %d: cut decodes to only %d bytes", name, limit, used)
+			}
+		}
+	}
+}
