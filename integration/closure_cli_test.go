@@ -174,6 +174,10 @@ func TestClosureCLI(t *testing.T) {
 			}
 			return b
 		}
+		// -c is -z for erofs.
+		if got, want := snap("-t", "erofs", "-c", "zstd,3", root), snap("-t", "erofs", "-z", "zstd,3", root); !bytes.Equal(got, want) {
+			t.Errorf("snapshot -c zstd,3 differs from -z zstd,3")
+		}
 		want := snap(root)
 		for _, args := range [][]string{
 			{"--store-paths", filepath.Join(ref, "store-paths"), root},
@@ -277,6 +281,14 @@ func TestClosureCLI(t *testing.T) {
 			{[]string{"closure", "--store-paths", onlyTop, "--format", "registration"}, 1, "which is not in " + onlyTop},
 			{[]string{"snapshot", "--store-paths", onlyTop, top, "-o", filepath.Join(dir, "img")}, 1, "which is not in " + onlyTop},
 			{[]string{"closure", "-o", filepath.Join(dir, "o"), "--format", "dump-db", f.Root}, 2, "--format"},
+			{[]string{"snapshot", "-t", "squashfs", "-z", "lz4", top, "-o", filepath.Join(dir, "img")}, 2, "--compress is for -t erofs"},
+			{[]string{"snapshot", "--no-fragments", top, "-o", filepath.Join(dir, "img")}, 2, "--no-fragments is for -t squashfs"},
+			{[]string{"snapshot", "-j", "0", top, "-o", filepath.Join(dir, "img")}, 2, "--jobs"},
+			{[]string{"snapshot", "-t", "squashfs", "-T", "-1", top, "-o", filepath.Join(dir, "img")}, 2, "-T -1"},
+			{[]string{"snapshot", "-t", "squashfs", "-T", "4294967296", top, "-o", filepath.Join(dir, "img")}, 2, "-T 4294967296"},
+			{[]string{"snapshot", "--force-uid", "4294967296", top, "-o", filepath.Join(dir, "img")}, 2, "not a 32-bit id"},
+			{[]string{"snapshot", "-z", "lz4", "-c", "zstd", top, "-o", filepath.Join(dir, "img")}, 2, "-z or -c"},
+			{[]string{"snapshot", top, "-o", "/dev/null"}, 1, "/dev/null: is a device"},
 			{[]string{"verify", f.StoreDir, "--registration", empty}, 1, empty + ": empty registration"},
 		} {
 			_, stderr, code := clRun(t, bin, tc.args...)

@@ -70,9 +70,9 @@ func snapshotCommand() *command {
 image whose root holds the store paths by name, ready to mount at /nix/store.
 With --registration, --attrs or --store-paths and no ROOT, the whole
 closure the file describes is written. With --dir, writes the tree of one
-directory instead. The output appears
-whole or not at all: it is written to a temporary file next to IMAGE,
-fsynced and renamed. The same inputs and flags give the same bytes.`,
+directory instead. The output appears whole or not at all: it is written
+to a temporary file next to IMAGE, fsynced and renamed. The same inputs and
+flags give the same bytes.`,
 		setup: func(fs *pflag.FlagSet, e *env) func([]string) error {
 			c := &snapshotCommon{}
 			var format, dir string
@@ -105,6 +105,20 @@ fsynced and renamed. The same inputs and flags give the same bytes.`,
 				}
 				if c.Output == "" {
 					return usagef("-o IMAGE is required")
+				}
+				if c.Jobs < 1 {
+					return usagef("--jobs must be at least 1")
+				}
+				// Another format's option would be silently ignored.
+				var wrong error
+				fs.Visit(func(f *pflag.Flag) {
+					other, _, ok := strings.Cut(f.Usage, ": ")
+					if ok && wrong == nil && other != format && writers[other].write != nil {
+						wrong = usagef("--%s is for -t %s images; this one is -t %s", f.Name, other, format)
+					}
+				})
+				if wrong != nil {
+					return wrong
 				}
 				if c.BlockSizeSpec != "" {
 					n, err := parseSize(c.BlockSizeSpec)

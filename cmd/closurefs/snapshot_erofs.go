@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 
@@ -38,13 +39,28 @@ func erofsFormat() *imageFormat {
 					Jobs:      c.Jobs,
 					Progress:  c.Progress,
 				}
-				if *z != "" {
-					name, rest, _ := strings.Cut(*z, ",")
+				zspec := *z
+				if comp := fs.ShorthandLookup("c"); comp != nil && comp.Changed {
+					if zspec != "" {
+						return opts, usagef("give -z or -c, not both")
+					}
+					zspec = comp.Value.String()
+				}
+				for _, id := range []struct {
+					name string
+					v    int64
+				}{{"--force-uid", *forceUID}, {"--force-gid", *forceGID}} {
+					if id.v < -1 || id.v > math.MaxUint32 {
+						return opts, usagef("%s %d: not a 32-bit id", id.name, id.v)
+					}
+				}
+				if zspec != "" {
+					name, rest, _ := strings.Cut(zspec, ",")
 					opts.Compressor = name
 					if rest != "" {
 						n, err := strconv.Atoi(strings.TrimPrefix(rest, "level="))
 						if err != nil || n <= 0 {
-							return opts, usagef("-z %s: bad level %q", *z, rest)
+							return opts, usagef("-z %s: bad level %q", zspec, rest)
 						}
 						opts.Level = n
 					}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"math"
 
 	"github.com/closurefs/closurefs/image"
 	"github.com/closurefs/closurefs/image/squashfs"
@@ -19,7 +20,7 @@ func squashfsFormat() *imageFormat {
 			// -c may be shared with other formats: define it once.
 			comp := fs.ShorthandLookup("c")
 			if comp == nil {
-				fs.StringP("compressor", "c", "", "compressor[,level]: squashfs gzip, xz, lz4, lz4hc or zstd (default zstd,15); erofs as mkfs.erofs -z")
+				fs.StringP("compressor", "c", "", "compressor[,level]; squashfs: gzip, xz, lz4, lz4hc or zstd (default zstd,15); erofs: as -z")
 				comp = fs.Lookup("compressor")
 			}
 			noFrag := fs.Bool("no-fragments", false, "squashfs: do not pack file tails into fragment blocks")
@@ -32,6 +33,9 @@ func squashfsFormat() *imageFormat {
 				cd, err := squashfs.ParseCompressor(spec)
 				if err != nil {
 					return usagef("-c %s: %v", spec, err)
+				}
+				if c.Mtime < 0 || c.Mtime > math.MaxUint32 {
+					return usagef("-T %d: squashfs holds times from 0 to %d", c.Mtime, uint32(math.MaxUint32))
 				}
 				bs := c.BlockSize
 				if bs != 0 && (bs < squashfs.MinBlockSize || bs > squashfs.MaxBlockSize || bs&(bs-1) != 0) {

@@ -17,8 +17,15 @@ type File struct {
 }
 
 // Create starts writing path. The temporary file lives next to it, so the
-// final rename stays on one filesystem.
+// final rename stays on one filesystem. If path is a symlink, the file it
+// leads to is written (the link stays); an existing path that is not a
+// regular file (a device, a directory) is refused, as renaming over it
+// would replace it rather than write into it.
 func Create(path string, perm os.FileMode) (*File, error) {
+	path, err := target(path)
+	if err != nil {
+		return nil, err
+	}
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -70,4 +77,44 @@ func (f *File) Abort() {
 	f.done = true
 	f.File.Close()
 	os.Remove(f.File.Name())
+}
+
+// target follows symlinks at path (also dangling ones: the file they name
+// is to be created) and checks that what is there, if anything, is a
+// regular file.
+func target(path string) (string, error) {
+	for range 40 { // the kernel's limit on symlinks followed
+		fi, err := os.Lstat(path)
+		switch {
+		case os.IsNotExist(err):
+			return path, nil
+		case err != nil:
+			return "", fmt.Errorf("create %s: %w", path, err)
+		case fi.Mode().IsRegular():
+			return path, nil
+		case fi.Mode()&os.ModeSymlink != 0:
+			link, err := os.Readlink(path)
+			if err != nil {
+				return "", fmt.Errorf("create %s: %w", path, err)
+			}
+			if !filepath.IsAbs(link) {
+				link = filepath.Join(filepath.Dir(path), link)
+			}
+			path = link
+		case fi.IsDir():
+			return "", fmt.Errorf("create %s: is a directory", path)
+		default:
+			kind := "a special file"
+			switch m := fi.Mode(); {
+			case m&os.ModeDevice != 0:
+				kind = "a device"
+			case m&os.ModeNamedPipe != 0:
+				kind = "a named pipe"
+			case m&os.ModeSocket != 0:
+				kind = "a socket"
+			}
+			return "", fmt.Errorf("create %s: is %s, not a regular file; write to a file, then copy it there", path, kind)
+		}
+	}
+	return "", fmt.Errorf("create %s: too many levels of symbolic links", path)
 }
