@@ -252,7 +252,14 @@ func FuzzRoundTrip(f *testing.F) {
 	encs := []*Encoder{{Depth: 1}, {Depth: 16}, {Depth: 4, Optimal: true}}
 	f.Fuzz(func(t *testing.T, src []byte, limit uint16) {
 		for _, e := range encs {
-			checkBlock(t, e.Encode(nil, src), src)
+			whole := e.Encode(nil, src)
+			checkBlock(t, whole, src)
+			if cut, used := Truncate(whole, src, int(limit)); used > 0 {
+				if len(cut) > int(limit) || used > len(src) {
+					t.Fatalf("Truncate(%d bytes, %d): %d-byte block for %d bytes", len(src), limit, len(cut), used)
+				}
+				checkBlock(t, cut, src[:used])
+			}
 			blk, used := e.EncodeLimit(nil, src, int(limit))
 			if len(blk) > int(limit) || used > len(src) {
 				t.Fatalf("EncodeLimit(%d bytes, %d): %d-byte block for %d bytes", len(src), limit, len(blk), used)
