@@ -556,9 +556,14 @@ func TestFuseViewChroot(t *testing.T) {
 	os.Mkdir(mnt, 0o755)
 	link := filepath.Join(t.TempDir(), "link")
 	os.Symlink(mnt, link)
-	fuseStart(t, mnt, "mount", "--scan", "--read-dir", chroot, root, link)
+	logFile := filepath.Join(t.TempDir(), "daemon.log")
+	d := fuseStart(t, mnt, "mount", "--scan", "--read-dir", chroot, "--log", logFile, root, link)
 	if got := fuseList(t, mnt); !slices.Equal(got, []string{name}) {
 		t.Fatalf("listing %v", got)
+	}
+	// A foreground daemon logs to --log, not to standard error.
+	if b, _ := os.ReadFile(logFile); !strings.Contains(string(b), "mounted the closure") || d.Log() != "" {
+		t.Errorf("--log file holds %q; standard error %q", b, d.Log())
 	}
 	for _, spelling := range []string{mnt, link} {
 		out := fuseRun(t, "", fuseBin(t), "ctl", spelling, "status", "--json")

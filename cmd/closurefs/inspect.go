@@ -187,6 +187,48 @@ func typeName(m fs.FileMode) string {
 	return "unknown"
 }
 
+// lsMode spells a mode as ls -l does: the type letter (- d l c b p s),
+// then rwx for owner, group and others, with s/S for setuid and setgid
+// and t/T for the sticky bit.
+func lsMode(m fs.FileMode) string {
+	b := []byte("?rwxrwxrwx")
+	switch {
+	case m.IsRegular():
+		b[0] = '-'
+	case m.IsDir():
+		b[0] = 'd'
+	case m&fs.ModeSymlink != 0:
+		b[0] = 'l'
+	case m&fs.ModeCharDevice != 0:
+		b[0] = 'c'
+	case m&fs.ModeDevice != 0:
+		b[0] = 'b'
+	case m&fs.ModeNamedPipe != 0:
+		b[0] = 'p'
+	case m&fs.ModeSocket != 0:
+		b[0] = 's'
+	}
+	for i := 0; i < 9; i++ {
+		if m&(1<<(8-i)) == 0 {
+			b[i+1] = '-'
+		}
+	}
+	special := func(i int, set bool, c byte) {
+		if !set {
+			return
+		}
+		if b[i] == 'x' {
+			b[i] = c
+		} else {
+			b[i] = c - 'a' + 'A'
+		}
+	}
+	special(3, m&fs.ModeSetuid != 0, 's')
+	special(6, m&fs.ModeSetgid != 0, 's')
+	special(9, m&fs.ModeSticky != 0, 't')
+	return string(b)
+}
+
 // lsEntry is one line of ls --json.
 type lsEntry struct {
 	Path   string `json:"path"`
@@ -302,7 +344,7 @@ func (l *lister) print(full, shown string, fi fs.FileInfo) error {
 	}
 	if l.json {
 		b, err := json.Marshal(lsEntry{
-			Path: full, Type: typeName(fi.Mode()), Mode: fi.Mode().String(), Perm: uint32(fi.Mode().Perm()),
+			Path: full, Type: typeName(fi.Mode()), Mode: lsMode(fi.Mode()), Perm: uint32(fi.Mode().Perm()),
 			Size: fi.Size(), Nlink: ino.Nlink, UID: ino.UID, GID: ino.GID, Mtime: ino.Mtime.Unix(),
 			Ino: ino.Ino, Rdev: ino.Rdev, Target: target,
 		})
@@ -324,7 +366,7 @@ func (l *lister) print(full, shown string, fi fs.FileInfo) error {
 	if target != "" {
 		name += " -> " + target
 	}
-	_, err := fmt.Fprintf(l.tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\n", fi.Mode(), ino.Nlink, ino.UID, ino.GID, size,
+	_, err := fmt.Fprintf(l.tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\n", lsMode(fi.Mode()), ino.Nlink, ino.UID, ino.GID, size,
 		ino.Mtime.UTC().Format(time.DateTime), tabSafe(name))
 	return err
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -91,7 +92,7 @@ func TestInspect(t *testing.T) {
 				t.Errorf("ls -R /a = %q, %d", out, code)
 			}
 			out, _, code = runCLI("ls", "-l", img, "link")
-			if code != 0 || !strings.HasPrefix(out, "Lrwxrwxrwx") || !strings.HasSuffix(out, "link -> a/b/hello\n") {
+			if code != 0 || !strings.HasPrefix(out, "lrwxrwxrwx") || !strings.HasSuffix(out, "link -> a/b/hello\n") {
 				t.Errorf("ls -l link = %q, %d", out, code)
 			}
 			out, _, code = runCLI("ls", "--json", img, "a/b")
@@ -148,5 +149,29 @@ func TestInspect(t *testing.T) {
 				t.Errorf("ls of a damaged image: %q, %d", stderr, code)
 			}
 		})
+	}
+}
+
+func TestLsMode(t *testing.T) {
+	for _, tc := range []struct {
+		m    fs.FileMode
+		want string
+	}{
+		{0o644, "-rw-r--r--"},
+		{fs.ModeDir | 0o755, "drwxr-xr-x"},
+		{fs.ModeSymlink | 0o777, "lrwxrwxrwx"},
+		{fs.ModeSetuid | 0o755, "-rwsr-xr-x"},
+		{fs.ModeSetgid | 0o644, "-rw-r-Sr--"},
+		{fs.ModeDir | fs.ModeSticky | 0o777, "drwxrwxrwt"},
+		{fs.ModeDir | fs.ModeSticky | 0o770, "drwxrwx--T"},
+		{fs.ModeDevice | fs.ModeCharDevice | 0o666, "crw-rw-rw-"},
+		{fs.ModeDevice | 0o660, "brw-rw----"},
+		{fs.ModeNamedPipe | 0o600, "prw-------"},
+		{fs.ModeSocket | 0o755, "srwxr-xr-x"},
+		{0, "----------"},
+	} {
+		if got := lsMode(tc.m); got != tc.want {
+			t.Errorf("lsMode(%v) = %s, want %s", tc.m, got, tc.want)
+		}
 	}
 }

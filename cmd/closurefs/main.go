@@ -97,8 +97,9 @@ func run(args []string, e *env) int {
 		return exitUsage
 	}
 	name := args[0]
-	if name == "help" || name == "-h" || name == "--help" {
-		if len(args) > 1 {
+	isHelp := func(a string) bool { return a == "help" || a == "-h" || a == "--help" }
+	if isHelp(name) {
+		if len(args) > 1 && !isHelp(args[1]) {
 			return run([]string{args[1], "--help"}, e)
 		}
 		printHelp(e.stdout, cmds)

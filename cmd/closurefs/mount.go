@@ -35,7 +35,7 @@ type daemonFlags struct {
 func (d *daemonFlags) add(fs *pflag.FlagSet) {
 	fs.BoolVar(&d.allowOther, "allow-other", false, "let other users access the mount (FUSE allow_other)")
 	fs.BoolVar(&d.background, "background", false, "detach once the mount is ready")
-	fs.StringVar(&d.logFile, "log", "", "with --background, append the daemon's log to this `file`")
+	fs.StringVar(&d.logFile, "log", "", "append the daemon's log to this `file` instead of standard error")
 	fs.BoolVar(&d.debug, "debug", false, "log every FUSE request")
 }
 
@@ -53,8 +53,16 @@ func (d *daemonFlags) daemon(e *env, mount func(logger *log.Logger, ready func()
 	var readyFile *os.File
 	logw := e.stderr
 	if os.Getenv(readyFDEnv) != "" {
+		// A background child: its standard error is already the log.
 		readyFile = os.NewFile(3, "ready")
 		os.Unsetenv(readyFDEnv)
+	} else if d.logFile != "" {
+		lf, err := os.OpenFile(d.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return err
+		}
+		defer lf.Close()
+		logw = lf
 	}
 	logger := log.New(logw, "closurefs: ", log.LstdFlags)
 	ready := func() {
@@ -229,6 +237,9 @@ store paths are served from that directory (e.g. a chroot store's).`,
 			return func(args []string) error {
 				if len(args) < 2 {
 					return usagef("want ROOT... MOUNTPOINT")
+				}
+				if *noPT && *kcache {
+					return usagef("give --no-passthrough or --kernel-cache, not both")
 				}
 				roots, mnt := args[:len(args)-1], args[len(args)-1]
 				for i, r := range roots {

@@ -96,8 +96,11 @@ flags give the same bytes.`,
 			sort.Strings(names)
 			return func(args []string) error {
 				c.Jobs, c.Quiet = sf.jobs, sf.quiet
-				if fs.Changed("hard-dereference") && !*hardDeref {
-					c.KeepHardLinks = true
+				if fs.Changed("hard-dereference") {
+					if *hardDeref && c.KeepHardLinks {
+						return usagef("give --keep-hard-links or --hard-dereference, not both")
+					}
+					c.KeepHardLinks = !*hardDeref
 				}
 				run, ok := writers[format]
 				if !ok {

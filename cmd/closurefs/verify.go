@@ -73,8 +73,12 @@ func parseRegistration(r io.Reader, name, storeDir string) ([]closure.PathInfo, 
 	return infos, err
 }
 
-// readRegistration is parseRegistration of the file at path.
+// readRegistration is parseRegistration of the file at path, or of the
+// registration in it if path is a closureInfo directory.
 func readRegistration(path, storeDir string) ([]closure.PathInfo, error) {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		path = filepath.Join(path, "registration")
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -183,7 +187,7 @@ Exit status: 0 all good, 1 a problem found, 2 usage.`,
 			var quiet, asJSON, noConv bool
 			var mtime int64
 			storeDir := logicalStoreDir()
-			fl.StringVar(&regFile, "registration", "", "registration file to verify against (closureInfo's registration or nix-store --dump-db output)")
+			fl.StringVar(&regFile, "registration", "", "registration to verify against: a file (closureInfo's registration or nix-store --dump-db output) or a closureInfo directory")
 			fl.StringVar(&ciDir, "closure-info", "", "closure-info directory whose registration to verify against")
 			fl.StringVar(&db, "db", "", "verify against the Nix database (default path "+closure.DefaultDBPath+")")
 			fl.Lookup("db").NoOptDefVal = closure.DefaultDBPath
@@ -388,7 +392,7 @@ A malformed registration or a missing path leaves the database untouched.`,
 			var jobs int
 			storeDir := logicalStoreDir()
 			phys := ""
-			fl.StringVar(&regFile, "reginfo", "", "registration file (default: regInfo= from the kernel command line)")
+			fl.StringVar(&regFile, "reginfo", "", "registration file or closureInfo directory (default: regInfo= from the kernel command line)")
 			fl.StringVar(&cmdline, "cmdline", "/proc/cmdline", "kernel command line file to take regInfo= from")
 			fl.StringVar(&phys, "store-dir", "", "directory the store paths are mounted at (default: the store directory, "+storeDir+")")
 			fl.BoolVar(&doVerify, "verify", false, "verify every path's NAR hash before registering")
