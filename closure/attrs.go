@@ -288,7 +288,7 @@ func lineAt(data []byte, off int64) int {
 // without structured attrs: per path its store path, an (empty) deriver line,
 // the reference count and the references.
 func parseLegacyGraph(r io.Reader, name, storeDir string) ([]PathInfo, error) {
-	return parseRecords(r, name, storeDir, false, "graph")
+	return parseRecords(r, name, storeDir, false, true, "graph")
 }
 
 // ReadStorePaths reads a store-paths file (writeClosure's output, one store

@@ -99,14 +99,23 @@ func parseCount(s string, bits int) (uint64, error) {
 // is used in errors, which are *ParseError values with the line number.
 // The result is sorted by path, each path's references sorted.
 func ParseRegistration(r io.Reader, name, storeDir string) ([]PathInfo, error) {
-	return parseRecords(r, name, storeDir, true, "registration")
+	return parseRecords(r, name, storeDir, true, true, "registration")
+}
+
+// ParseRegistrationOpen is ParseRegistration without the check that what
+// the paths refer to is registered too: for checking a set of paths
+// against it (verify), where such a reference is a finding to report, not
+// a malformed file.
+func ParseRegistrationOpen(r io.Reader, name, storeDir string) ([]PathInfo, error) {
+	return parseRecords(r, name, storeDir, true, false, "registration")
 }
 
 // parseRecords reads the records that registrations and the legacy
 // exportReferencesGraph format share: per path its store path, (withNar)
-// NAR hash and size, deriver, reference count and references. what names
-// the whole in errors ("registration", "graph").
-func parseRecords(r io.Reader, name, storeDir string, withNar bool, what string) ([]PathInfo, error) {
+// NAR hash and size, deriver, reference count and references; if closed,
+// every reference must be one of the paths. what names the whole in errors
+// ("registration", "graph").
+func parseRecords(r io.Reader, name, storeDir string, withNar, closed bool, what string) ([]PathInfo, error) {
 	lr := &lineReader{r: bufio.NewReaderSize(r, maxLineLen), file: name}
 	var infos []PathInfo
 	seen := make(map[string]int) // path -> line
@@ -178,7 +187,7 @@ func parseRecords(r io.Reader, name, storeDir string, withNar bool, what string)
 		infos = append(infos, info)
 	}
 	for _, rl := range refLines {
-		if _, ok := seen[rl.ref]; !ok {
+		if _, ok := seen[rl.ref]; !ok && closed {
 			return nil, &ParseError{File: name, Line: rl.line, Err: fmt.Errorf("reference %s is not in the %s", rl.ref, what)}
 		}
 	}

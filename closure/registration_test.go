@@ -3,6 +3,7 @@ package closure
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -130,6 +131,15 @@ func TestParseRegistrationAccepts(t *testing.T) {
 	// Empty input is an empty registration.
 	if infos, err := ParseRegistration(strings.NewReader(""), "reg", DefaultStoreDir); err != nil || len(infos) != 0 {
 		t.Errorf("empty: %v, %v", infos, err)
+	}
+	// ParseRegistrationOpen takes a reference to a path it does not
+	// describe, which ParseRegistration refuses.
+	open := pB + "\n" + testHash + "\n0\n\n1\n" + pD + "\n"
+	if _, err := ParseRegistration(strings.NewReader(open), "reg", DefaultStoreDir); err == nil {
+		t.Error("ParseRegistration took a reference outside the registration")
+	}
+	if infos, err := ParseRegistrationOpen(strings.NewReader(open), "reg", DefaultStoreDir); err != nil || len(infos) != 1 || !slices.Equal(infos[0].References, []string{pD}) {
+		t.Errorf("ParseRegistrationOpen: %+v, %v", infos, err)
 	}
 }
 

@@ -110,81 +110,135 @@ func (f NodeFS[N]) Resolve(op, name string, follow bool) (N, error) {
 	if !ValidPath(name) {
 		return zero, &fs.PathError{Op: op, Path: name, Err: fs.ErrInvalid}
 	}
-	orig := name
-	for hops := 0; ; hops++ {
-		n, rest, err := f.walk(name, follow)
-		if err != nil {
-			return zero, &fs.PathError{Op: op, Path: orig, Err: err}
-		}
-		if rest == "" {
-			return n, nil
-		}
-		if hops >= maxSymlinkHops {
-			return zero, &fs.PathError{Op: op, Path: orig, Err: errors.New("too many levels of symbolic links")}
-		}
-		name = rest
+	n, _, err := f.walk(name, follow)
+	if err != nil {
+		return zero, &fs.PathError{Op: op, Path: name, Err: err}
 	}
+	return n, nil
 }
 
-// walk resolves name element by element. If it meets a symlink to follow,
-// it returns the path to resolve instead as rest.
-func (f NodeFS[N]) walk(name string, follow bool) (n N, rest string, err error) {
+// Canonical returns the path in the image, with no symlink in it but
+// perhaps the last element (followed only if follow), that a path typed
+// by a user leads to. Unlike FS paths, p may start with "/", end with "/"
+// (its last element must then be a directory, a symlink to one followed)
+// and hold "." and ".." elements, which are resolved as the kernel
+// resolves them: after the symlinks before them. ".." at the root stays
+// there.
+func (f NodeFS[N]) Canonical(p string, follow bool) (string, error) {
+	p = strings.TrimLeft(p, "/")
+	if p == "" {
+		return ".", nil
+	}
+	_, name, err := f.walk(p, follow)
+	if err != nil {
+		return "", &fs.PathError{Op: "resolve", Path: p, Err: err}
+	}
+	return name, nil
+}
+
+// walkDir is a directory on the way of a walk: its path in the image,
+// with no symlink in it, and its node.
+type walkDir[N any] struct {
+	name string
+	n    N
+}
+
+// walk resolves name element by element, and returns the node and its
+// path with no symlink in it. A symlink's target is resolved from the
+// directory holding it, as the kernel does: ".." goes up from the
+// directory the walk has reached, so that in s/../x, with s a symlink to
+// d/e, ".." is d, not the directory holding s.
+func (f NodeFS[N]) walk(name string, follow bool) (N, string, error) {
 	var zero N
-	cur, err := f.t.Root()
+	root, err := f.t.Root()
 	if err != nil || name == "." {
-		return cur, "", err
+		return root, ".", err
 	}
-	done := 0 // bytes of name resolved
+	stack := []walkDir[N]{{".", root}} // the directories from the root down
+	todo := strings.Split(name, "/")   // the elements still to resolve
+	// Start from the deepest directory of name's path already resolved.
 	if i := strings.LastIndexByte(name, '/'); i > 0 {
-		if d, ok := f.dirs.get(name[:i]); ok {
-			cur, done = d, i+1
+		if dirs, ok := f.cachedDirs(name[:i]); ok {
+			stack = append(stack, dirs...)
+			todo = todo[len(dirs):]
 		}
 	}
-	// Only directories are cached, and the root is one; each element's
-	// mode is read once, as the child of the one before.
-	curMode := fs.ModeDir
-	for done < len(name) {
-		elem := name[done:]
-		if i := strings.IndexByte(elem, '/'); i >= 0 {
-			elem = elem[:i]
+	hops, via := 0, "" // symlinks followed, and the last one
+	for len(todo) > 0 {
+		elem := todo[0]
+		todo = todo[1:]
+		top := stack[len(stack)-1]
+		switch elem {
+		case "", ".":
+			continue
+		case "..":
+			if len(stack) > 1 {
+				stack = stack[:len(stack)-1]
+			} else if via != "" {
+				return zero, "", fmt.Errorf("symlink %s: target leaves the image", via)
+			}
+			continue
 		}
-		if !curMode.IsDir() {
-			return zero, "", errNotDir
-		}
-		child, err := f.t.Lookup(cur, elem)
+		child, err := f.t.Lookup(top.n, elem)
 		if err != nil {
 			return zero, "", err
 		}
-		end := done + len(elem)
-		last := end == len(name)
+		full := elem
+		if top.name != "." {
+			full = top.name + "/" + elem
+		}
+		last := len(todo) == 0
 		mode := f.t.Info(elem, child).Mode()
 		if mode&fs.ModeSymlink != 0 && (!last || follow) {
+			if hops++; hops > maxSymlinkHops {
+				return zero, "", errors.New("too many levels of symbolic links")
+			}
 			t, err := f.t.ReadLink(child)
 			if err != nil {
 				return zero, "", err
 			}
 			if t == "" {
-				return zero, "", fmt.Errorf("symlink %s has an empty target", name[:end])
+				return zero, "", fmt.Errorf("symlink %s has an empty target", full)
 			}
 			if path.IsAbs(t) {
-				return zero, "", fmt.Errorf("symlink %s: absolute target %q is outside the image", name[:end], t)
+				return zero, "", fmt.Errorf("symlink %s: absolute target %q is outside the image", full, t)
 			}
-			p := path.Join(path.Dir(name[:end]), t)
-			if !last {
-				p = path.Join(p, name[end+1:])
-			}
-			if !ValidPath(p) {
-				return zero, "", fmt.Errorf("symlink %s: target %q leaves the image", name[:end], t)
-			}
-			return zero, p, nil
+			via = full
+			todo = append(strings.Split(t, "/"), todo...)
+			continue
 		}
-		if !last && mode.IsDir() {
-			f.dirs.put(name[:end], child)
+		if last {
+			return child, full, nil
 		}
-		cur, curMode = child, mode
-		done = end + 1
+		if !mode.IsDir() {
+			return zero, "", errNotDir
+		}
+		f.dirs.put(full, child)
+		stack = append(stack, walkDir[N]{full, child})
 	}
-	return cur, "", nil
+	// The path ended in "", "." or "..", or in a symlink to a directory.
+	top := stack[len(stack)-1]
+	return top.n, top.name, nil
+}
+
+// cachedDirs returns the directories from the root's child down to dir,
+// if the cache holds them all.
+func (f NodeFS[N]) cachedDirs(dir string) ([]walkDir[N], bool) {
+	n, ok := f.dirs.get(dir)
+	if !ok {
+		return nil, false
+	}
+	k := strings.Count(dir, "/") + 1
+	dirs := make([]walkDir[N], k)
+	dirs[k-1] = walkDir[N]{dir, n}
+	for i, j := k-2, len(dir); i >= 0; i-- {
+		j = strings.LastIndexByte(dir[:j], '/')
+		if dirs[i].n, ok = f.dirs.get(dir[:j]); !ok {
+			return nil, false
+		}
+		dirs[i].name = dir[:j]
+	}
+	return dirs, true
 }
 
 func baseName(name string) string {

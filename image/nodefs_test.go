@@ -66,8 +66,14 @@ func memLink(t string) *memNode                { return &memNode{mode: fs.ModeSy
 func TestNodeFS(t *testing.T) {
 	loop := memDir(map[string]*memNode{"a": memLink("b"), "b": memLink("a")})
 	tr := memTree{memDir(map[string]*memNode{
-		"f":     mFile("hello"),
-		"d":     memDir(map[string]*memNode{"g": mFile("deep"), "up": memLink("../f")}),
+		"f": mFile("hello"),
+		"d": memDir(map[string]*memNode{"g": mFile("deep"), "up": memLink("../f"),
+			"e": memDir(map[string]*memNode{"h": mFile("deeper")})}),
+		// ".." after a symlink goes up from where the symlink leads.
+		"sl":    memLink("d/e"),
+		"via":   memLink("sl/../g"),
+		"dotty": memLink("./d/./e/../g"),
+		"slash": memLink("d/e/"),
 		"rel":   memLink("d/g"),
 		"dir":   memLink("d"),
 		"abs":   memLink("/etc/passwd"),
@@ -91,6 +97,10 @@ func TestNodeFS(t *testing.T) {
 		{"f", "hello", ""},
 		{"rel", "deep", ""},
 		{"dir/up", "hello", ""},
+		{"via", "deep", ""},
+		{"dotty", "deep", ""},
+		{"slash/h", "deeper", ""},
+		{"sl/h", "deeper", ""},
 		{"d/up", "hello", ""},
 		{"abs", "", "absolute target"},
 		{"out", "", "leaves the image"},

@@ -60,6 +60,10 @@ type verifyJSON struct {
 		Path string `json:"path"`
 		Kind string `json:"kind"`
 	} `json:"warnings"`
+	OutsideRefs []struct {
+		From string `json:"from"`
+		To   string `json:"to"`
+	} `json:"outsideRefs"`
 }
 
 // verifyTarget runs `closurefs verify --json TARGET args...` and decodes

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -194,5 +195,45 @@ func TestVerifyFuseView(t *testing.T) {
 	rep, code, stderr := verifyTarget(t, bin, mnt, "--registration", reg)
 	if rep == nil || code != 0 || rep.OK != len(f.Paths) || len(rep.Extra) != 0 {
 		t.Errorf("verify of the FUSE closure view: exit %d: %s\n%s", code, vBadPaths(rep), stderr)
+	}
+}
+
+// TestVerifyOutsideRefs verifies an image of a closure against the
+// registration of its top path alone (nix-store --dump-db of it): the
+// top's references are reported as references outside the set, the
+// other paths as extra.
+func TestVerifyOutsideRefs(t *testing.T) {
+	f := fixture.Get(t)
+	bin := verifyTool(t)
+	dir := t.TempDir()
+	top := f.Named["dag-top"]
+	paths := vClosureOf(t, top)
+	refs := vNixLines(t, nil, "-q", "--references", top)
+	img := filepath.Join(dir, "img")
+	if _, stderr, code := verifyRun(t, bin, nil, "snapshot", "-q", "-t", "squashfs", top, "-o", img); code != 0 {
+		t.Fatalf("snapshot: exit %d: %s", code, stderr)
+	}
+	reg := vWriteFile(t, dir, "top-only", vNixDumpDB(t, nil, []string{top}))
+	rep, code, stderr := verifyTarget(t, bin, img, "--registration", reg)
+	if rep == nil || code != 1 || rep.OK != 1 || len(rep.Extra) != len(paths)-1 {
+		t.Fatalf("verify against the top alone: exit %d, %+v: %s", code, rep, stderr)
+	}
+	var to []string
+	for _, r := range rep.OutsideRefs {
+		if r.From != top {
+			t.Errorf("outside reference from %s", r.From)
+		}
+		to = append(to, r.To)
+	}
+	var want []string
+	for _, r := range refs {
+		if r != top {
+			want = append(want, r)
+		}
+	}
+	slices.Sort(to)
+	slices.Sort(want)
+	if !slices.Equal(to, want) {
+		t.Errorf("outside references %v, want %v (nix-store -q --references)", to, want)
 	}
 }

@@ -92,7 +92,7 @@ func (sf *sourceFlags) source(fs *pflag.FlagSet, needInfo bool) (closure.Source,
 		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
 			p = filepath.Join(p, "registration")
 		}
-		infos, err := readRegistration(p, sf.storeDir)
+		infos, err := readRegistration(p, sf.storeDir, false)
 		if err != nil {
 			return nil, nil, err
 		}

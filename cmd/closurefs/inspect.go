@@ -120,7 +120,11 @@ the image are followed) to standard output.`,
 				}
 				defer img.Close()
 				for _, p := range args[1:] {
-					if err := catFile(e.stdout, img, cleanImagePath(p)); err != nil {
+					c, err := img.canonical(p)
+					if err == nil {
+						err = catFile(e.stdout, img, c)
+					}
+					if err != nil {
 						return fmt.Errorf("%s: %s: %w", args[0], p, unwrapPathError(err))
 					}
 				}
@@ -147,14 +151,18 @@ func catFile(w io.Writer, img *openedImage, p string) error {
 	return err
 }
 
-// cleanImagePath turns a user-given path ("/", "/a/b/", "./a") into an
-// fs.FS path.
-func cleanImagePath(p string) string {
-	p = strings.Trim(path.Clean("/"+p), "/")
-	if p == "" {
-		return "."
+// canonical turns a path typed by the user ("/", "/a/b/", "./a", "s/..")
+// into the image's own name for what it leads to, resolving "." and ".."
+// after the symlinks before them, as the kernel does (a final symlink is
+// followed only before a trailing "/").
+func (o *openedImage) canonical(p string) (string, error) {
+	c, ok := o.FS.(interface {
+		Canonical(p string, follow bool) (string, error)
+	})
+	if !ok {
+		return "", fmt.Errorf("%s images do not resolve paths", o.Format)
 	}
-	return p
+	return c.Canonical(p, false)
 }
 
 // unwrapPathError drops fs.PathError's op and path, which repeat what the
@@ -267,7 +275,9 @@ itself if it is not a directory. Symlinks are not followed.`,
 				defer img.Close()
 				p := "."
 				if len(args) == 2 {
-					p = cleanImagePath(args[1])
+					if p, err = img.canonical(args[1]); err != nil {
+						return fmt.Errorf("%s: %s: %w", args[0], args[1], unwrapPathError(err))
+					}
 				}
 				l := &lister{fsys: img.FS, long: *long, json: *asJSON}
 				if *long && !*asJSON {

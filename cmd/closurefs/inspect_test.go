@@ -78,6 +78,11 @@ func TestInspect(t *testing.T) {
 			top := strings.Repeat("0123456789", 50000)
 			must(os.WriteFile(filepath.Join(src, "top"), []byte(top), 0o755))
 			must(os.Symlink("a/b/hello", filepath.Join(src, "link")))
+			// ".." after a symlink goes up from where the symlink leads:
+			// a/s/.. is a/b, a/t leads to a/b/hello.
+			must(os.MkdirAll(filepath.Join(src, "a", "b", "c"), 0o755))
+			must(os.Symlink("b/c", filepath.Join(src, "a", "s")))
+			must(os.Symlink("s/../hello", filepath.Join(src, "a", "t")))
 			img := filepath.Join(t.TempDir(), "img."+c.name)
 			if out, err := exec.Command(c.tool, c.args(src, img)...).CombinedOutput(); err != nil {
 				t.Fatalf("%s: %v\n%s", c.tool, err, out)
@@ -88,14 +93,14 @@ func TestInspect(t *testing.T) {
 				t.Errorf("ls = %q, %q, %d", out, stderr, code)
 			}
 			out, _, code = runCLI("ls", "-R", img, "/a")
-			if code != 0 || out != "b\nb/hello\n" {
+			if code != 0 || out != "b\nb/c\nb/hello\ns\nt\n" {
 				t.Errorf("ls -R /a = %q, %d", out, code)
 			}
 			out, _, code = runCLI("ls", "-l", img, "link")
 			if code != 0 || !strings.HasPrefix(out, "lrwxrwxrwx") || !strings.HasSuffix(out, "link -> a/b/hello\n") {
 				t.Errorf("ls -l link = %q, %d", out, code)
 			}
-			out, _, code = runCLI("ls", "--json", img, "a/b")
+			out, _, code = runCLI("ls", "--json", img, "a/b/hello")
 			var ent lsEntry
 			if code != 0 || json.Unmarshal([]byte(out), &ent) != nil || ent.Path != "a/b/hello" || ent.Size != 13 || ent.Type != "regular file" || ent.Nlink != 1 {
 				t.Errorf("ls --json = %q (%+v), %d", out, ent, code)
@@ -104,6 +109,17 @@ func TestInspect(t *testing.T) {
 			out, _, code = runCLI("cat", img, "link", "/a/b/hello")
 			if code != 0 || out != "hello, world\nhello, world\n" {
 				t.Errorf("cat = %q, %d", out, code)
+			}
+			for _, p := range []string{"a/s/../hello", "a/t", "/a/./s/../../t", "a/s/../../../link"} {
+				if out, stderr, code := runCLI("cat", img, p); code != 0 || out != "hello, world\n" {
+					t.Errorf("cat %s = %q, %q, %d", p, out, stderr, code)
+				}
+			}
+			if out, _, code := runCLI("ls", img, "a/s/.."); code != 0 || out != "c\nhello\n" {
+				t.Errorf("ls a/s/.. = %q, %d", out, code)
+			}
+			if _, stderr, code := runCLI("cat", img, "a/b/hello/"); code != 1 || !strings.Contains(stderr, "not a directory") {
+				t.Errorf("cat of a file with a trailing slash: %q, %d", stderr, code)
 			}
 			out, _, code = runCLI("cat", img, "top")
 			if code != 0 || out != top {
@@ -129,7 +145,7 @@ func TestInspect(t *testing.T) {
 			}
 			out, _, code = runCLI("info", "--json", img)
 			var inf infoJSON
-			if code != 0 || json.Unmarshal([]byte(out), &inf) != nil || inf.Inodes != 6 || !c.infoOK(inf) {
+			if code != 0 || json.Unmarshal([]byte(out), &inf) != nil || inf.Inodes != 9 || !c.infoOK(inf) {
 				t.Errorf("info --json = %q (%+v), %d", out, inf, code)
 			}
 

@@ -64,9 +64,14 @@ type expectation struct {
 
 // parseRegistration reads a registration that must name at least one
 // store path: an empty one is a truncated or failed write, and checking
-// against it would pass anything.
-func parseRegistration(r io.Reader, name, storeDir string) ([]closure.PathInfo, error) {
-	infos, err := closure.ParseRegistration(r, name, storeDir)
+// against it would pass anything. If open, its paths may refer to paths
+// it does not describe (verify reports those references).
+func parseRegistration(r io.Reader, name, storeDir string, open bool) ([]closure.PathInfo, error) {
+	parse := closure.ParseRegistration
+	if open {
+		parse = closure.ParseRegistrationOpen
+	}
+	infos, err := parse(r, name, storeDir)
 	if err == nil && len(infos) == 0 {
 		err = fmt.Errorf("%s: empty registration: no store paths in it", name)
 	}
@@ -75,7 +80,7 @@ func parseRegistration(r io.Reader, name, storeDir string) ([]closure.PathInfo, 
 
 // readRegistration is parseRegistration of the file at path, or of the
 // registration in it if path is a closureInfo directory.
-func readRegistration(path, storeDir string) ([]closure.PathInfo, error) {
+func readRegistration(path, storeDir string, open bool) ([]closure.PathInfo, error) {
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		path = filepath.Join(path, "registration")
 	}
@@ -84,7 +89,7 @@ func readRegistration(path, storeDir string) ([]closure.PathInfo, error) {
 		return nil, err
 	}
 	defer f.Close()
-	return parseRegistration(f, path, storeDir)
+	return parseRegistration(f, path, storeDir, open)
 }
 
 // verifySource picks the expected contents: --registration, --closure-info,
@@ -101,11 +106,11 @@ func verifySource(fsys image.FS, target, regFile, ciDir, db, storeDir string) (*
 	}
 	switch {
 	case regFile != "":
-		infos, err := readRegistration(regFile, storeDir)
+		infos, err := readRegistration(regFile, storeDir, true)
 		return &expectation{infos: infos, source: regFile}, err
 	case ciDir != "":
 		f := filepath.Join(ciDir, "registration")
-		infos, err := readRegistration(f, storeDir)
+		infos, err := readRegistration(f, storeDir, true)
 		return &expectation{infos: infos, source: f}, err
 	case db != "":
 		return dbExpectation(fsys, target, db, storeDir)
@@ -121,7 +126,7 @@ func inTreeExpectation(fsys image.FS, target, storeDir string) (*expectation, er
 	f, err := fsys.Open(image.RegistrationName)
 	if err == nil {
 		defer f.Close()
-		infos, err := parseRegistration(f, name, storeDir)
+		infos, err := parseRegistration(f, name, storeDir, true)
 		return &expectation{infos: infos, source: name}, err
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
@@ -159,7 +164,7 @@ func inTreeExpectation(fsys image.FS, target, storeDir string) (*expectation, er
 		return nil, fmt.Errorf("%s/%s: %w", target, rel, err)
 	}
 	defer f.Close()
-	infos, err := parseRegistration(f, target+"/"+rel, storeDir)
+	infos, err := parseRegistration(f, target+"/"+rel, storeDir, true)
 	return &expectation{infos: infos, source: target + "/" + rel, ignore: found}, err
 }
 
@@ -415,7 +420,7 @@ A malformed registration or a missing path leaves the database untouched.`,
 						return err
 					}
 				}
-				infos, err := readRegistration(regFile, storeDir)
+				infos, err := readRegistration(regFile, storeDir, false)
 				if err != nil {
 					return fmt.Errorf("registration: %w", err)
 				}
