@@ -84,7 +84,7 @@ func (d *DB) Resolve(roots []string) (*Closure, error) {
 	}
 	for _, r := range roots {
 		if !valid[r] {
-			return nil, fmt.Errorf("%s is not a valid path in the Nix database %s", r, d.path)
+			return nil, fmt.Errorf("%s is not a valid path in the Nix database %s%w", r, d.path, quiet(ErrUnknownPath))
 		}
 	}
 

@@ -1,6 +1,7 @@
 package closure
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -17,6 +18,11 @@ type Source interface {
 	// their own (files) treat an empty roots as all the paths they describe.
 	Resolve(roots []string) (*Closure, error)
 }
+
+// ErrUnknownPath is wrapped by a Source's error for a root it does not
+// describe (a path the database does not hold, one outside a file): an
+// error of that root, not of the source.
+var ErrUnknownPath = errors.New("unknown store path")
 
 // newClosure builds a sorted Closure from a map of infos.
 func newClosure(storeDir string, roots []string, infos map[string]*PathInfo) *Closure {
@@ -110,7 +116,7 @@ func (g *Graph) Resolve(roots []string) (*Closure, error) {
 		queue := slices.Clone(roots)
 		for _, r := range roots {
 			if g.Infos[r] == nil {
-				return nil, fmt.Errorf("%s: %s is not in it", g.Name, r)
+				return nil, fmt.Errorf("%s: %s is not in it%w", g.Name, r, quiet(ErrUnknownPath))
 			}
 		}
 		for len(queue) > 0 {
@@ -228,3 +234,12 @@ func (c *Closure) ClosureSizes() map[string]uint64 {
 	}
 	return sizes
 }
+
+// quiet wraps err so that it is matched by errors.Is but adds nothing to
+// the message of the error that wraps it.
+func quiet(err error) error { return quietErr{err} }
+
+type quietErr struct{ err error }
+
+func (quietErr) Error() string   { return "" }
+func (q quietErr) Unwrap() error { return q.err }

@@ -107,7 +107,12 @@ type View struct {
 	// lastErr is the last recomputation error logged, so that a root
 	// that stays broken is logged once, not at every check.
 	lastErr string
+	// retryAt is when roots left out are next tried again.
+	retryAt time.Time
 }
+
+// leftOutRetry is how often roots left out of the view are tried again.
+const leftOutRetry = 5 * time.Second
 
 // NewView computes the initial closure of opts.Roots and returns the view.
 func NewView(opts ViewOptions) (*View, error) {
@@ -217,10 +222,11 @@ func (v *View) resolveRoots(args []string) ([]RootStatus, []string) {
 }
 
 // compute resolves roots and builds a new state, leaving out store paths
-// that no longer exist. A root whose closure the source cannot give (a
-// path the database does not know, or one outside a registration) is
+// that no longer exist. A root the source does not know (a path the
+// database does not hold, one outside a registration: ErrUnknownPath) is
 // left out, with the reason in its status, so that the other roots are
-// still followed.
+// still followed. Any other error of the source is returned: the view
+// keeps its state and tries again.
 func (v *View) compute(args []string, gen uint64) (*viewState, error) {
 	rs, paths := v.resolveRoots(args)
 	c := &closure.Closure{StoreDir: v.opts.StoreDir}
@@ -232,10 +238,14 @@ func (v *View) compute(args []string, gen uint64) (*viewState, error) {
 			bad := map[string]string{}
 			var good []string
 			for _, p := range paths {
-				if _, perr := v.opts.Source.Resolve([]string{p}); perr != nil {
-					bad[p] = perr.Error()
-				} else {
+				_, perr := v.opts.Source.Resolve([]string{p})
+				switch {
+				case perr == nil:
 					good = append(good, p)
+				case errors.Is(perr, closure.ErrUnknownPath):
+					bad[p] = perr.Error()
+				default:
+					return nil, err
 				}
 			}
 			if len(bad) == 0 {
@@ -445,6 +455,19 @@ func (v *View) check(full bool, gone []string) bool {
 				why += ": " + rs[i].Error
 			}
 			break
+		}
+	}
+	// A root left out because the source did not know its path is tried
+	// again now and then: the database may have learnt of it.
+	if why == "" && time.Now().After(v.retryAt) {
+		v.retryAt = time.Now().Add(leftOutRetry)
+		for _, r := range s.roots {
+			if r.StorePath != "" && r.Error != "" {
+				if _, err := v.opts.Source.Resolve([]string{r.StorePath}); err == nil {
+					why = "root " + r.Arg + ": " + r.StorePath + " is known now"
+					break
+				}
+			}
 		}
 	}
 	missing := func(p string) bool {
