@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/closurefs/closurefs/closure"
+	"github.com/closurefs/closurefs/internal/linkpath"
 )
 
 // ControlDir holds the control sockets of running closure views.
@@ -32,22 +33,16 @@ func ControlSocket(mountpoint string) (string, error) {
 
 // Mountpoint returns the absolute path with no symlinks in it that
 // mountpoint names, as mount(2) resolves it. It never looks inside a
-// mounted file system (a hung daemon cannot block it): a symlink as the
-// last part is read with readlink, which a directory answers at once.
+// mounted file system (a hung daemon cannot block it): symlinks at the
+// last element are read with readlink (see linkpath.Follow), which a
+// directory answers at once.
 func Mountpoint(mountpoint string) (string, error) {
 	abs, err := filepath.Abs(mountpoint)
 	if err != nil {
 		return "", err
 	}
-	for range 40 { // the kernel's limit on symlinks followed
-		target, err := os.Readlink(abs)
-		if err != nil {
-			break
-		}
-		if !filepath.IsAbs(target) {
-			target = filepath.Join(filepath.Dir(abs), target)
-		}
-		abs = filepath.Clean(target)
+	if abs, err = linkpath.Follow(abs); err != nil {
+		return "", err
 	}
 	if dir, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil {
 		abs = filepath.Join(dir, filepath.Base(abs))

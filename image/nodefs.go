@@ -155,7 +155,13 @@ func (f NodeFS[N]) walk(name string, follow bool) (N, string, error) {
 		return root, ".", err
 	}
 	stack := []walkDir[N]{{".", root}} // the directories from the root down
-	todo := strings.Split(name, "/")   // the elements still to resolve
+	// todo holds the elements still to resolve, each with the symlink
+	// whose target it comes from ("" for name's own).
+	type element struct{ name, via string }
+	var todo []element
+	for _, e := range strings.Split(name, "/") {
+		todo = append(todo, element{e, ""})
+	}
 	// Start from the deepest directory of name's path already resolved.
 	if i := strings.LastIndexByte(name, '/'); i > 0 {
 		if dirs, ok := f.cachedDirs(name[:i]); ok {
@@ -163,9 +169,9 @@ func (f NodeFS[N]) walk(name string, follow bool) (N, string, error) {
 			todo = todo[len(dirs):]
 		}
 	}
-	hops, via := 0, "" // symlinks followed, and the last one
+	hops := 0 // symlinks followed
 	for len(todo) > 0 {
-		elem := todo[0]
+		elem, via := todo[0].name, todo[0].via
 		todo = todo[1:]
 		top := stack[len(stack)-1]
 		switch elem {
@@ -203,8 +209,11 @@ func (f NodeFS[N]) walk(name string, follow bool) (N, string, error) {
 			if path.IsAbs(t) {
 				return zero, "", fmt.Errorf("symlink %s: absolute target %q is outside the image", full, t)
 			}
-			via = full
-			todo = append(strings.Split(t, "/"), todo...)
+			var target []element
+			for _, e := range strings.Split(t, "/") {
+				target = append(target, element{e, full})
+			}
+			todo = append(target, todo...)
 			continue
 		}
 		if last {

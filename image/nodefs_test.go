@@ -74,6 +74,8 @@ func TestNodeFS(t *testing.T) {
 		"via":   memLink("sl/../g"),
 		"dotty": memLink("./d/./e/../g"),
 		"slash": memLink("d/e/"),
+		// b/e/../../.. leaves the image through a's target, not b's.
+		"a2":    memLink("dir/e/../../.."),
 		"rel":   memLink("d/g"),
 		"dir":   memLink("d"),
 		"abs":   memLink("/etc/passwd"),
@@ -101,6 +103,7 @@ func TestNodeFS(t *testing.T) {
 		{"dotty", "deep", ""},
 		{"slash/h", "deeper", ""},
 		{"sl/h", "deeper", ""},
+		{"a2", "", "symlink a2: target leaves the image"},
 		{"d/up", "hello", ""},
 		{"abs", "", "absolute target"},
 		{"out", "", "leaves the image"},
@@ -117,6 +120,19 @@ func TestNodeFS(t *testing.T) {
 		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
 			t.Errorf("%s: got %q, %v; want an error with %q", c.name, b, err, c.err)
 		}
+	}
+	// Paths typed by a user: ".." of their own stays at the root, also
+	// after a symlink; a final symlink is kept unless a "/" follows.
+	for in, want := range map[string]string{
+		"/": ".", "sl/..": "d", "sl/../../f": "f", "sl/../../../f": "f", "/d/e/../../..": ".",
+		"sl": "sl", "sl/": "d/e", "./dir/./g": "d/g",
+	} {
+		if got, err := fsys.Canonical(in, false); err != nil || got != want {
+			t.Errorf("Canonical(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if _, err := fsys.Canonical("f/", false); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("Canonical(f/): %v", err)
 	}
 	if _, err := fsys.Lstat("abs"); err != nil {
 		t.Errorf("lstat of a symlink to outside the image: %v", err)

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/closurefs/closurefs/internal/linkpath"
 )
 
 // File is an output file being written.
@@ -83,38 +85,32 @@ func (f *File) Abort() {
 // is to be created) and checks that what is there, if anything, is a
 // regular file.
 func target(path string) (string, error) {
-	for range 40 { // the kernel's limit on symlinks followed
-		fi, err := os.Lstat(path)
-		switch {
-		case os.IsNotExist(err):
-			return path, nil
-		case err != nil:
-			return "", fmt.Errorf("create %s: %w", path, err)
-		case fi.Mode().IsRegular():
-			return path, nil
-		case fi.Mode()&os.ModeSymlink != 0:
-			link, err := os.Readlink(path)
-			if err != nil {
-				return "", fmt.Errorf("create %s: %w", path, err)
-			}
-			if !filepath.IsAbs(link) {
-				link = filepath.Join(filepath.Dir(path), link)
-			}
-			path = link
-		case fi.IsDir():
-			return "", fmt.Errorf("create %s: is a directory", path)
-		default:
-			kind := "a special file"
-			switch m := fi.Mode(); {
-			case m&os.ModeDevice != 0:
-				kind = "a device"
-			case m&os.ModeNamedPipe != 0:
-				kind = "a named pipe"
-			case m&os.ModeSocket != 0:
-				kind = "a socket"
-			}
-			return "", fmt.Errorf("create %s: is %s, not a regular file; write to a file, then copy it there", path, kind)
-		}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("create %s: %w", path, err)
 	}
-	return "", fmt.Errorf("create %s: too many levels of symbolic links", path)
+	if abs, err = linkpath.Follow(abs); err != nil {
+		return "", fmt.Errorf("create %s: %w", path, err)
+	}
+	fi, err := os.Lstat(abs)
+	switch {
+	case os.IsNotExist(err):
+		return abs, nil
+	case err != nil:
+		return "", fmt.Errorf("create %s: %w", path, err)
+	case fi.Mode().IsRegular():
+		return abs, nil
+	case fi.IsDir():
+		return "", fmt.Errorf("create %s: is a directory", path)
+	}
+	kind := "a special file"
+	switch m := fi.Mode(); {
+	case m&os.ModeDevice != 0:
+		kind = "a device"
+	case m&os.ModeNamedPipe != 0:
+		kind = "a named pipe"
+	case m&os.ModeSocket != 0:
+		kind = "a socket"
+	}
+	return "", fmt.Errorf("create %s: is %s, not a regular file; write to a file, then copy it there", path, kind)
 }
