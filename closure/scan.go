@@ -20,9 +20,14 @@ type Scanner struct {
 	Candidates []string
 	// List, if set, names where Candidates came from (a store-paths
 	// file) and says they are a whole closure: a root that is not among
-	// them, or a path whose contents hold the hash part of a store path
-	// that FS has but the list lacks, is then an error naming the list.
+	// them is then an error naming the list, and a path whose contents
+	// hold the hash part of a store path that FS has but the list lacks
+	// is reported to Warn. (Nix records a reference only to a build's
+	// inputs, so such a hash may be no reference; if it is one, the list
+	// is not a whole closure and that path is missing.)
 	List string
+	// Warn, if set, receives the warnings of a List scan.
+	Warn func(format string, args ...any)
 	// Options controls parallelism and progress of the hashing.
 	Options HashOptions
 }
@@ -99,7 +104,7 @@ func (s *Scanner) Resolve(roots []string) (*Closure, error) {
 		}
 		for _, r := range frontier {
 			if !inList[r] {
-				return nil, fmt.Errorf("%s is not in %s", r, s.List)
+				return nil, fmt.Errorf("%s is not in %s%w", r, s.List, quiet(ErrUnknownPath))
 			}
 		}
 		all, err := s.storeEntries()
@@ -146,11 +151,15 @@ func (s *Scanner) Resolve(roots []string) (*Closure, error) {
 			if inList == nil {
 				continue
 			}
+			refs := level[i].References[:0]
 			for _, r := range level[i].References {
-				if !inList[r] {
-					return nil, fmt.Errorf("%s refers to %s, which is not in %s (a store-paths file must hold a whole closure)", level[i].Path, r, s.List)
+				if inList[r] {
+					refs = append(refs, r)
+				} else if s.Warn != nil {
+					s.Warn("%s holds the hash of %s, which %s lacks: if that is a reference, %s is not a whole closure and the path is left out", level[i].Path, r, s.List, s.List)
 				}
 			}
+			level[i].References = refs
 		}
 		for i := range level {
 			for _, r := range level[i].References {

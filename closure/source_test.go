@@ -1,6 +1,7 @@
 package closure
 
 import (
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -127,12 +128,22 @@ func TestScannerList(t *testing.T) {
 		{"whole", []string{top, mid, leaf}, []string{mid}, "mid leaf", ""},
 		{"no roots", []string{top, mid, leaf}, nil, "top mid leaf", ""},
 		{"root missing", []string{mid, leaf}, []string{top}, "", top + " is not in sp"},
-		{"reference missing", []string{top, leaf}, []string{top}, "", top + " refers to " + mid + ", which is not in sp"},
-		// junk mentions top, which the store has: the list must have it.
-		{"reference in the store", []string{junk}, nil, "", junk + " refers to " + top + ", which is not in sp"},
+		// A hash of a store path the list lacks is warned about and left
+		// out: top mentions mid, junk mentions top.
+		{"reference missing", []string{top, leaf}, []string{top}, "top", ""},
+		{"reference in the store", []string{junk}, nil, "junk", ""},
 	} {
-		s := &Scanner{StoreDir: store, FS: DirFS(store), Candidates: tc.list, List: "sp"}
+		var warnings []string
+		warn := func(format string, args ...any) { warnings = append(warnings, fmt.Sprintf(format, args...)) }
+		s := &Scanner{StoreDir: store, FS: DirFS(store), Candidates: tc.list, List: "sp", Warn: warn}
 		c, err := s.Resolve(tc.roots)
+		if want := map[string]string{"reference missing": mid, "reference in the store": top}[tc.name]; want != "" {
+			if len(warnings) != 1 || !strings.Contains(warnings[0], "holds the hash of "+want+", which sp lacks") {
+				t.Errorf("%s: warnings %q", tc.name, warnings)
+			}
+		} else if len(warnings) != 0 {
+			t.Errorf("%s: warnings %q", tc.name, warnings)
+		}
 		if tc.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Errorf("%s: error %v, want %q", tc.name, err, tc.err)

@@ -132,7 +132,10 @@ func (sf *sourceFlags) source(fs *pflag.FlagSet, needInfo bool) (closure.Source,
 			g, err := closure.NewGraph(sf.storeDir, sf.storePaths, infos)
 			return g, nop, err
 		}
-		return &closure.Scanner{StoreDir: sf.storeDir, FS: sf.storeFS(), Candidates: paths, List: sf.storePaths, Options: hashing()}, nop, nil
+		warn := func(format string, args ...any) {
+			fmt.Fprintf(sf.stderr, "closurefs: warning: "+format+"\n", args...)
+		}
+		return &closure.Scanner{StoreDir: sf.storeDir, FS: sf.storeFS(), Candidates: paths, List: sf.storePaths, Warn: warn, Options: hashing()}, nop, nil
 	case sf.scan:
 		return &closure.Scanner{StoreDir: sf.storeDir, FS: sf.storeFS(), Options: hashing()}, nop, nil
 	default:

@@ -228,7 +228,7 @@ user.nix.references and user.nix.referrers (within the view).
 store paths are served from that directory (e.g. a chroot store's).`,
 		setup: func(fs *pflag.FlagSet, e *env) func([]string) error {
 			var d daemonFlags
-			var sf sourceFlags
+			sf := sourceFlags{stderr: e.stderr}
 			d.add(fs)
 			noPT := fs.Bool("no-passthrough", false, "never use kernel FUSE passthrough; the daemon reads files itself")
 			kcache := fs.Bool("kernel-cache", false, "open files without asking the daemon and read them through the mount's page cache\n(fastest for many small files; no passthrough; a file garbage-collected while open\nstays readable only as far as it was read)")

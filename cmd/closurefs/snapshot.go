@@ -79,7 +79,7 @@ flags give the same bytes.`,
 			fs.StringVarP(&c.Output, "output", "o", "", "image file to write (required)")
 			fs.StringVarP(&format, "type", "t", "erofs", "image format: erofs or squashfs")
 			fs.StringVar(&dir, "dir", "", "write this directory's tree instead of a closure")
-			var sf sourceFlags
+			sf := sourceFlags{stderr: e.stderr}
 			sf.add(fs) // closure sources, --store-dir, -j and -q
 			fs.BoolVar(&c.AllRoot, "all-root", true, "make every file owned by root (uid and gid 0)")
 			fs.Int64VarP(&c.Mtime, "mtime", "T", 0, "modification time of every entry, in seconds since the epoch")
