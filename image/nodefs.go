@@ -136,64 +136,82 @@ func (f NodeFS[N]) Canonical(p string, follow bool) (string, error) {
 	return name, nil
 }
 
-// walkDir is a directory on the way of a walk: its path in the image,
-// with no symlink in it, and its node.
-type walkDir[N any] struct {
-	name string
-	n    N
-}
+// segment is what is left to resolve of a path or of a symlink's target:
+// one or more elements ("/"-separated, perhaps empty), and the symlink the
+// target is of ("" for the path walked).
+type segment struct{ rest, via string }
 
 // walk resolves name element by element, and returns the node and its
 // path with no symlink in it. A symlink's target is resolved from the
 // directory holding it, as the kernel does: ".." goes up from the
 // directory the walk has reached, so that in s/../x, with s a symlink to
 // d/e, ".." is d, not the directory holding s.
+//
+// Paths are resolved on every Open and Stat: a walk through no symlink
+// allocates nothing beyond the lookups, naming its directories by slices
+// of name.
 func (f NodeFS[N]) walk(name string, follow bool) (N, string, error) {
 	var zero N
 	root, err := f.t.Root()
 	if err != nil || name == "." {
 		return root, ".", err
 	}
-	stack := []walkDir[N]{{".", root}} // the directories from the root down
-	// todo holds the elements still to resolve, each with the symlink
-	// whose target it comes from ("" for name's own).
-	type element struct{ name, via string }
-	var todo []element
-	for _, e := range strings.Split(name, "/") {
-		todo = append(todo, element{e, ""})
-	}
+	cur, curName := root, "." // the directory reached, and its path
+	seg := segment{rest: name}
 	// Start from the deepest directory of name's path already resolved.
 	if i := strings.LastIndexByte(name, '/'); i > 0 {
-		if dirs, ok := f.cachedDirs(name[:i]); ok {
-			stack = append(stack, dirs...)
-			todo = todo[len(dirs):]
+		if d, ok := f.dirs.get(name[:i]); ok {
+			cur, curName, seg.rest = d, name[:i], name[i+1:]
 		}
 	}
-	hops := 0 // symlinks followed
-	for len(todo) > 0 {
-		elem, via := todo[0].name, todo[0].via
-		todo = todo[1:]
-		top := stack[len(stack)-1]
+	var pending []segment // segments a symlink's target interrupted
+	exact := true         // curName is a prefix of name
+	hops := 0             // symlinks followed
+	for more := true; more; {
+		elem := seg.rest
+		if i := strings.IndexByte(elem, '/'); i >= 0 {
+			elem, seg.rest = elem[:i], elem[i+1:]
+		} else {
+			more = false
+		}
+		last := !more && len(pending) == 0
+		next := func() {
+			if !more && len(pending) > 0 {
+				seg, pending, more = pending[len(pending)-1], pending[:len(pending)-1], true
+			}
+		}
 		switch elem {
 		case "", ".":
+			exact = false
+			next()
 			continue
 		case "..":
-			if len(stack) > 1 {
-				stack = stack[:len(stack)-1]
-			} else if via != "" {
-				return zero, "", fmt.Errorf("symlink %s: target leaves the image", via)
+			exact = false
+			if curName == "." {
+				if seg.via != "" {
+					return zero, "", fmt.Errorf("symlink %s: target leaves the image", seg.via)
+				}
+			} else if cur, curName, err = f.parent(curName); err != nil {
+				return zero, "", err
 			}
+			next()
 			continue
 		}
-		child, err := f.t.Lookup(top.n, elem)
+		child, err := f.t.Lookup(cur, elem)
 		if err != nil {
 			return zero, "", err
 		}
-		full := elem
-		if top.name != "." {
-			full = top.name + "/" + elem
+		var full string
+		switch {
+		case exact && more:
+			full = name[:len(name)-len(seg.rest)-1]
+		case exact:
+			full = name
+		case curName == ".":
+			full = elem
+		default:
+			full = curName + "/" + elem
 		}
-		last := len(todo) == 0
 		mode := f.t.Info(elem, child).Mode()
 		if mode&fs.ModeSymlink != 0 && (!last || follow) {
 			if hops++; hops > maxSymlinkHops {
@@ -209,11 +227,10 @@ func (f NodeFS[N]) walk(name string, follow bool) (N, string, error) {
 			if path.IsAbs(t) {
 				return zero, "", fmt.Errorf("symlink %s: absolute target %q is outside the image", full, t)
 			}
-			var target []element
-			for _, e := range strings.Split(t, "/") {
-				target = append(target, element{e, full})
+			if more {
+				pending = append(pending, seg)
 			}
-			todo = append(target, todo...)
+			seg, more, exact = segment{t, full}, true, false
 			continue
 		}
 		if last {
@@ -223,31 +240,26 @@ func (f NodeFS[N]) walk(name string, follow bool) (N, string, error) {
 			return zero, "", errNotDir
 		}
 		f.dirs.put(full, child)
-		stack = append(stack, walkDir[N]{full, child})
+		cur, curName = child, full
+		next()
 	}
 	// The path ended in "", "." or "..", or in a symlink to a directory.
-	top := stack[len(stack)-1]
-	return top.n, top.name, nil
+	return cur, curName, nil
 }
 
-// cachedDirs returns the directories from the root's child down to dir,
-// if the cache holds them all.
-func (f NodeFS[N]) cachedDirs(dir string) ([]walkDir[N], bool) {
-	n, ok := f.dirs.get(dir)
-	if !ok {
-		return nil, false
+// parent returns the parent of directory dir, a path with no symlink in
+// it, and the parent's path: from the cache, where the walk that reached
+// dir put it, or else by walking there again.
+func (f NodeFS[N]) parent(dir string) (N, string, error) {
+	p := path.Dir(dir)
+	if p == "." {
+		n, err := f.t.Root()
+		return n, p, err
 	}
-	k := strings.Count(dir, "/") + 1
-	dirs := make([]walkDir[N], k)
-	dirs[k-1] = walkDir[N]{dir, n}
-	for i, j := k-2, len(dir); i >= 0; i-- {
-		j = strings.LastIndexByte(dir[:j], '/')
-		if dirs[i].n, ok = f.dirs.get(dir[:j]); !ok {
-			return nil, false
-		}
-		dirs[i].name = dir[:j]
+	if n, ok := f.dirs.get(p); ok {
+		return n, p, nil
 	}
-	return dirs, true
+	return f.walk(p, true)
 }
 
 func baseName(name string) string {

@@ -88,10 +88,7 @@ func (sf *sourceFlags) source(fs *pflag.FlagSet, needInfo bool) (closure.Source,
 	nop := func() { bar.Finish() }
 	switch {
 	case sf.registration != "":
-		p := sf.registration
-		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
-			p = filepath.Join(p, "registration")
-		}
+		p := registrationFile(sf.registration)
 		infos, err := readRegistration(p, sf.storeDir, false)
 		if err != nil {
 			return nil, nil, err

@@ -78,12 +78,18 @@ func parseRegistration(r io.Reader, name, storeDir string, open bool) ([]closure
 	return infos, err
 }
 
-// readRegistration is parseRegistration of the file at path, or of the
-// registration in it if path is a closureInfo directory.
-func readRegistration(path, storeDir string, open bool) ([]closure.PathInfo, error) {
+// registrationFile returns path, or the registration in it if path is a
+// closureInfo directory.
+func registrationFile(path string) string {
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		path = filepath.Join(path, "registration")
+		return filepath.Join(path, "registration")
 	}
+	return path
+}
+
+// readRegistration is parseRegistration of registrationFile(path).
+func readRegistration(path, storeDir string, open bool) ([]closure.PathInfo, error) {
+	path = registrationFile(path)
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
